@@ -1,0 +1,572 @@
+"""One command for the latency x accuracy matrix: every runtime x precision on one machine.
+
+For each configuration the driver exports the training run to that runtime's natural
+format (or reuses an earlier export of the same weights), measures accuracy on the real
+test set through that runtime, then times every configuration together in one process in
+interleaved rounds (see :mod:`.latency`), measures each one's memory in a fresh process
+(see :mod:`.memory`) and writes report.md / report.json / report.png. A configuration that
+cannot be built or run becomes a row that says why; the others still complete.
+
+```python
+from fractalad_edge.bench import BenchConfig, run_bench
+report = run_bench(Path("runs/bottle"), Path("mvtec/bottle"), Path("bench/bottle"), BenchConfig())
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fractalad_edge.artifact import (
+    METADATA_FILENAME,
+    ArtifactMetadata,
+    ModelFormat,
+    Precision,
+    read_metadata,
+    sha256_file,
+)
+from fractalad_edge.bench.accuracy import TestSet, evaluate_predictor, load_test_set
+from fractalad_edge.bench.latency import (
+    PredictorTimer,
+    interleaved_rounds,
+    latency_report,
+    openvino_async_throughput,
+    round_sizes,
+    throughput_report,
+)
+from fractalad_edge.bench.memory import measure_memory
+from fractalad_edge.bench.report import OK, BenchReport, ConfigResult, console_table, write_reports
+from fractalad_edge.bench.system import capture_environment
+from fractalad_edge.data.datasets import category_name
+from fractalad_edge.errors import ConfigError, DatasetError
+from fractalad_edge.export.formats import FORMATS, missing_modules
+from fractalad_edge.predictor import Predictor
+from fractalad_edge.preprocess import image_scores, prepare_batch
+from fractalad_edge.runtimes.base import RUNTIMES
+
+#: the format each runtime is benchmarked with (its own, not a foreign one it can also read)
+NATURAL_FORMAT: dict[str, ModelFormat] = {
+    "torch": ModelFormat.TORCH,
+    "onnxruntime": ModelFormat.ONNX,
+    "openvino": ModelFormat.OPENVINO,
+    "tensorrt": ModelFormat.TENSORRT,
+}
+
+MODELS_DIRNAME = "models"
+_SOURCE_SUFFIX = ".source.json"  # beside each export: which weights and options it was made from
+_MEMORY_PREDICTIONS = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchConfig:
+    """What to benchmark and how long to time it.
+
+    ``runs`` timed ``predict`` calls per configuration are split into ``rounds``
+    interleaved rounds. ``threads`` caps every runtime's intra-op threads (None: each
+    runtime's default). ``max_test_images`` evaluates accuracy on an evenly spread subset
+    (a short mode for smoke runs; published numbers use the whole test set).
+    """
+
+    runtimes: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
+    precisions: tuple[Precision, ...] = (Precision.FP32, Precision.INT8)
+    warmup: int = 10
+    runs: int = 100
+    rounds: int = 10
+    throughput_batch: int = 8
+    threads: int | None = None
+    device: str = "cpu"
+    calib_data: Path | None = None
+    max_test_images: int | None = None
+    memory: bool = True  # peak RSS per configuration, each in a fresh process
+    async_throughput: bool = True  # OpenVINO AsyncInferQueue with the THROUGHPUT hint, for openvino rows
+
+    def __post_init__(self) -> None:
+        runtimes = tuple(self.runtimes)
+        if not runtimes:
+            msg = f"choose at least one runtime; available: {', '.join(RUNTIMES)}"
+            raise ConfigError(msg)
+        unknown = [name for name in runtimes if name not in RUNTIMES]
+        if unknown:
+            msg = f"unknown runtime(s) {unknown}; choose from {', '.join(RUNTIMES)}"
+            raise ConfigError(msg)
+        if len(set(runtimes)) != len(runtimes):
+            msg = f"runtimes are listed twice: {list(runtimes)}; list each once"
+            raise ConfigError(msg)
+        precisions = []
+        for value in self.precisions:
+            try:
+                precisions.append(Precision(value))
+            except ValueError:
+                msg = f"unknown precision {value!r}; choose from {', '.join(p.value for p in Precision)}"
+                raise ConfigError(msg) from None
+        if not precisions or len(set(precisions)) != len(precisions):
+            msg = f"choose each precision once and at least one, got {list(self.precisions)}"
+            raise ConfigError(msg)
+        object.__setattr__(self, "runtimes", runtimes)
+        object.__setattr__(self, "precisions", tuple(precisions))
+        for name in ("warmup", "runs", "rounds", "throughput_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                msg = f"{name} must be an int, got {value!r}"
+                raise ConfigError(msg)
+        if self.warmup < 0:
+            msg = f"warmup must be >= 0, got {self.warmup}"
+            raise ConfigError(msg)
+        round_sizes(self.runs, self.rounds)  # runs >= rounds >= 1, with its own message
+        if self.throughput_batch < 1:
+            msg = f"throughput_batch must be >= 1, got {self.throughput_batch}"
+            raise ConfigError(msg)
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
+            msg = f"threads must be None (runtime defaults) or an int >= 1, got {self.threads!r}"
+            raise ConfigError(msg)
+        if not isinstance(self.device, str) or self.device.split(":")[0].lower() not in ("cpu", "cuda"):
+            msg = f"device must be 'cpu' or 'cuda' (optionally 'cuda:N'), got {self.device!r}"
+            raise ConfigError(msg)
+        if self.calib_data is not None:
+            object.__setattr__(self, "calib_data", Path(self.calib_data))
+        if self.max_test_images is not None and (isinstance(self.max_test_images, bool) or not isinstance(self.max_test_images, int) or self.max_test_images < 2):
+            msg = f"max_test_images must be None (all) or an int >= 2 (one good and one defective at least), got {self.max_test_images!r}"
+            raise ConfigError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["precisions"] = [p.value for p in self.precisions]
+        data["runtimes"] = list(self.runtimes)
+        data["calib_data"] = None if self.calib_data is None else str(self.calib_data)
+        return data
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Planned:
+    runtime: str
+    precision: Precision
+    device: str
+    format: ModelFormat
+
+    @property
+    def name(self) -> str:
+        suffix = "" if self.device == "cpu" else f"-{self.device.replace(':', '')}"
+        return f"{self.runtime}-{self.precision.value}{suffix}"
+
+    @property
+    def export_name(self) -> str:
+        # torch reduced precision runs the fp32 weights (autocast on CPU, cast on CUDA): one export.
+        precision = Precision.FP32 if self.runtime == "torch" else self.precision
+        return f"{self.runtime}-{precision.value}"
+
+
+def plan(config: BenchConfig) -> list[tuple[_Planned, str | None]]:
+    """Every runtime x precision with the reason it is skipped up front (None: run it)."""
+    device = config.device.lower()
+    planned = []
+    for runtime in config.runtimes:
+        for precision in config.precisions:
+            item = _Planned(runtime=runtime, precision=precision, device=device, format=NATURAL_FORMAT[runtime])
+            reason = None
+            if runtime == "torch" and precision is Precision.INT8:
+                reason = "the torch runtime has no int8 path; int8 is measured on openvino, onnxruntime or tensorrt"
+            elif runtime == "torch" and precision is Precision.FP16 and device == "cpu":
+                reason = "eager torch fp16 is a CUDA precision; on CPU measure bf16 (autocast)"
+            elif runtime != "torch" and precision not in FORMATS[item.format].precisions:
+                accepted = ", ".join(p.value for p in FORMATS[item.format].precisions)
+                reason = f"the {item.format.value} format has no {precision.value} export (it has {accepted})"
+            planned.append((item, reason))
+    return planned
+
+
+def unavailable(runtime: str, device: str) -> str | None:
+    """Why ``runtime`` cannot run here (package missing, device not supported), found before any export."""
+    entry = RUNTIMES[runtime]
+    if device.split(":")[0] not in entry.devices:
+        return f"runtime {runtime!r} does not run on device {device!r} (it runs on {', '.join(entry.devices)})"
+    missing = missing_modules([_RUNTIME_PACKAGE[runtime]])
+    if missing:
+        return f"{missing[0]} is not installed; install it with: pip install 'fractalad-edge[{entry.extra}]'"
+    return None
+
+
+#: the package whose absence makes a runtime unavailable
+_RUNTIME_PACKAGE = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
+
+
+def _describe(predictor: Predictor) -> dict[str, str]:
+    """The backend's own description plus the thread counts it resolved to, where it can tell."""
+    described = {k: str(v) for k, v in predictor.backend.describe().items()}
+    compiled = getattr(predictor.backend, "compiled", None)  # OpenVINO: read back what the plugin chose
+    if compiled is not None:
+        for key in ("INFERENCE_NUM_THREADS", "NUM_STREAMS"):
+            try:
+                described[key.lower()] = str(compiled.get_property(key))
+            except Exception:  # noqa: BLE001, S112 - a plugin without the property
+                continue
+    if predictor.runtime == "onnxruntime" and described.get("threads") == "default":
+        described["threads"] = "default (one per physical core)"
+    return described
+
+
+def _failure(exc: BaseException, stage: str) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"failed: {stage}: {type(exc).__name__}: {text}"
+
+
+def _runtime_options(item: _Planned, threads: int | None) -> dict[str, Any]:
+    """Options passed to ``Predictor.load`` for this configuration (JSON-able, for the memory probe too)."""
+    options: dict[str, Any] = {}
+    if item.runtime == "torch":
+        if item.precision is not Precision.FP32:
+            options["precision"] = item.precision.value
+    elif threads is not None:
+        option = _THREAD_OPTION.get(item.runtime)
+        if option is not None:
+            options[option] = threads
+    return options
+
+
+#: the ``Predictor.load`` keyword each runtime takes for its intra-op thread count
+_THREAD_OPTION: dict[str, str] = {"onnxruntime": "threads", "openvino": "threads"}
+
+
+# ------------------------------------------------------------------------------ export
+def _source_record(run_sha: str, item: _Planned, calib_data: Path | None) -> dict[str, Any]:
+    return {
+        "run_model_sha256": run_sha,
+        "format": item.format.value,
+        "precision": (Precision.FP32 if item.runtime == "torch" else item.precision).value,
+        "device": item.device,
+        "calib_data": None if calib_data is None else str(calib_data.resolve()),
+    }
+
+
+def _reusable(directory: Path, record: dict[str, Any]) -> ArtifactMetadata | None:
+    source = directory.with_name(directory.name + _SOURCE_SUFFIX)
+    if not (directory / METADATA_FILENAME).is_file() or not source.is_file():
+        return None
+    try:
+        if json.loads(source.read_text()) != record:
+            return None
+        return read_metadata(directory, verify=True)
+    except (OSError, ValueError):
+        return None
+
+
+def _export(
+    run_dir: Path, item: _Planned, directory: Path, config: BenchConfig, run_sha: str, progress: Callable[[str], None]
+) -> tuple[ArtifactMetadata, bool]:
+    """Export (or reuse) this configuration's artifact; returns its metadata and whether it was reused."""
+    record = _source_record(run_sha, item, config.calib_data)
+    metadata = _reusable(directory, record)
+    if metadata is not None:
+        return metadata, True
+    source = directory.with_name(directory.name + _SOURCE_SUFFIX)
+    source.unlink(missing_ok=True)  # written again only once the new export succeeded
+    from fractalad_edge.export.pipeline import ExportOptions, export_model
+
+    # Only what differs from the defaults is passed: a format refuses options it would ignore.
+    fields: dict[str, Any] = {}
+    if item.runtime != "torch":
+        fields["precision"] = item.precision
+        if config.calib_data is not None:
+            fields["calib_data"] = config.calib_data
+        if item.device != "cpu":
+            fields["device"] = item.device
+    metadata = export_model(
+        run_dir, format=item.format, out=directory, options=ExportOptions(**fields), progress=lambda m: progress(f"bench:   {m}")
+    )
+    source.write_text(json.dumps(record, indent=2) + "\n")
+    return metadata, False
+
+
+def _size_mb(directory: Path, metadata: ArtifactMetadata) -> float:
+    return sum((directory / f.path).stat().st_size for f in metadata.files) / 1e6
+
+
+# ------------------------------------------------------------------------------ driver
+def _subset(test_set: TestSet, limit: int | None) -> TestSet:
+    """An evenly spread subset (good first, then each defect type), keeping both classes."""
+    total = len(test_set.samples)
+    if limit is None or limit >= total:
+        return test_set
+    indices = sorted(set(np.linspace(0, total - 1, limit).round().astype(int).tolist()))
+    labels = [test_set.samples[i].label for i in indices]
+    if 0 not in labels or 1 not in labels:  # pragma: no cover - linspace over good-then-defects keeps both ends
+        msg = f"max_test_images={limit} leaves only one class; raise it"
+        raise DatasetError(msg)
+    return TestSet(
+        samples=[test_set.samples[i] for i in indices],
+        images=[test_set.images[i] for i in indices],
+        masks=test_set.masks[indices],
+    )
+
+
+def _decisions(maps: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
+    scores = image_scores(maps, metadata.score)
+    threshold = 0.5 if metadata.calibration is None else metadata.calibration.image_threshold
+    return scores >= threshold
+
+
+def _guarded(task: Callable[[], Any], errors: dict[str, BaseException], name: str, width: int) -> Callable[[], Any]:
+    """A timing task that records its first exception and then returns NaNs, so one config cannot stop the rounds."""
+
+    def run() -> Any:
+        if name in errors:
+            return (math.nan,) * width if width > 1 else math.nan
+        try:
+            return task()
+        except Exception as exc:  # noqa: BLE001 - becomes the row's status
+            errors[name] = exc
+            return (math.nan,) * width if width > 1 else math.nan
+
+    return run
+
+
+def _apply_threads(threads: int | None, runtimes: Sequence[str]) -> list[str]:
+    notes = []
+    if threads is not None and "torch" in runtimes:
+        import torch
+
+        torch.set_num_threads(threads)
+        notes.append(f"torch.set_num_threads({threads})")
+    return notes
+
+
+def run_bench(
+    run_dir: Path, data: Path, out: Path, config: BenchConfig, *, progress: Callable[[str], None] = print
+) -> BenchReport:
+    """Export, evaluate and time every runtime x precision of ``config``; write the reports to ``out``."""
+    started = time.perf_counter()
+    run_dir, data, out = Path(run_dir), Path(data), Path(out)
+    run_metadata = read_metadata(run_dir, verify=True)
+    if run_metadata.format is not ModelFormat.TORCH:
+        msg = f"{run_dir} is a {run_metadata.format.value!r} artifact; the bench starts from a training run directory (torch format)"
+        raise ConfigError(msg)
+    run_sha = sha256_file(run_dir / run_metadata.files[0].path)
+    size = run_metadata.input.height
+    category = run_metadata.category or category_name(data)
+    out.mkdir(parents=True, exist_ok=True)
+    models_dir = out / MODELS_DIRNAME
+    env_notes = _apply_threads(config.threads, config.runtimes)
+    macs = None
+    try:
+        from fractalad_edge.bench.flops import count_artifact_macs
+
+        macs = count_artifact_macs(run_dir)
+    except Exception as exc:  # noqa: BLE001 - no torch on this machine: no MAC count, the rest still runs
+        env_notes.append(f"MACs not counted ({type(exc).__name__}: {exc})")
+
+    progress(f"bench: reading the test set in {data}")
+    full_test_set = load_test_set(data, size)
+    test_set = _subset(full_test_set, config.max_test_images)
+    labels = np.array([s.label for s in test_set.samples])
+    frame_path = test_set.samples[0].image_path
+    frame = np.ascontiguousarray(test_set.images[0][..., ::-1])  # BGR, like a camera frame
+    batch_frames = [np.ascontiguousarray(test_set.images[i % len(test_set.images)][..., ::-1]) for i in range(config.throughput_batch)]
+
+    rows: dict[str, ConfigResult] = {}
+    predictors: dict[str, Predictor] = {}
+    maps_by_row: dict[str, np.ndarray] = {}
+    items: dict[str, _Planned] = {}
+    for item, skip_reason in plan(config):
+        row = ConfigResult(name=item.name, runtime=item.runtime, precision=item.precision.value, device=item.device, format=item.format.value)
+        items[item.name] = item
+        if skip_reason is not None:
+            rows[item.name] = dataclasses.replace(row, status=f"skipped: {skip_reason}")
+            progress(f"bench: {item.name}: skipped ({skip_reason})")
+            continue
+        reason = unavailable(item.runtime, item.device)
+        if reason is not None:
+            rows[item.name] = dataclasses.replace(row, status=f"failed: {reason}")
+            progress(f"bench: {item.name}: failed ({reason})")
+            continue
+        directory = models_dir / item.export_name
+        stage = "export"
+        try:
+            progress(f"bench: {item.name}: export to {directory}")
+            tic = time.perf_counter()
+            metadata, reused = _export(run_dir, item, directory, config, run_sha, progress)
+            row = dataclasses.replace(
+                row, artifact=str(directory), reused=reused, export_seconds=None if reused else time.perf_counter() - tic,
+                size_mb=_size_mb(directory, metadata),
+                parity=None if metadata.parity is None else dataclasses.asdict(metadata.parity),
+                quantization=None if metadata.quantization is None else dataclasses.asdict(metadata.quantization),
+            )
+            stage = "load"
+            tic = time.perf_counter()
+            predictor = Predictor.load(directory, runtime=item.runtime, device=item.device, **_runtime_options(item, config.threads))
+            row = dataclasses.replace(row, load_seconds=time.perf_counter() - tic, backend=_describe(predictor))
+            stage = "accuracy"
+            progress(f"bench: {item.name}: accuracy on {len(test_set.images)} test images")
+            accuracy, maps = evaluate_predictor(predictor, test_set, category=category)
+            accuracy_dict = accuracy.to_dict()
+            accuracy_dict.pop("overlays", None)
+            row = dataclasses.replace(row, accuracy=accuracy_dict)
+        except Exception as exc:  # noqa: BLE001 - one configuration's failure is a row, not a crash
+            rows[item.name] = dataclasses.replace(row, status=_failure(exc, stage))
+            progress(f"bench: {item.name}: {rows[item.name].status}")
+            continue
+        rows[item.name], predictors[item.name], maps_by_row[item.name] = row, predictor, maps
+
+    reference = next((n for n in ("torch-fp32", *predictors) if n in predictors), None)
+    if reference is not None:
+        ref_maps = maps_by_row[reference]
+        ref_decisions = _decisions(ref_maps, predictors[reference].metadata)
+        for name, maps in maps_by_row.items():
+            diff = np.abs(maps - ref_maps)
+            rows[name] = dataclasses.replace(
+                rows[name], map_mean_abs_diff=float(diff.mean()), map_max_abs_diff=float(diff.max()),
+                decisions_agree=float(np.mean(_decisions(maps, predictors[name].metadata) == ref_decisions)),
+            )
+
+    if predictors:
+        _time_all(predictors, rows, config, frame, batch_frames, progress)
+        if config.async_throughput:
+            _async_throughput(predictors, rows, items, config, batch_frames, progress)
+    environment = capture_environment(notes=env_notes)
+    for predictor in predictors.values():
+        predictor.close()
+    predictors.clear()
+
+    if config.memory:
+        _measure_memory(rows, items, config, frame_path, progress)
+
+    ref_p50 = None if reference is None or rows[reference].latency is None else rows[reference].latency.full.p50_ms
+    for name, row in rows.items():
+        if not row.ok or row.latency is None:
+            continue
+        changes: dict[str, Any] = {}
+        if macs is not None:
+            changes["gflops_per_second"] = macs.gflops_per_second(row.latency.inference.p50_ms / 1e3)
+        if ref_p50 is not None:
+            changes["speedup"] = ref_p50 / row.latency.full.p50_ms
+        rows[name] = dataclasses.replace(row, **changes)
+
+    report = BenchReport(
+        category=category,
+        run_dir=str(run_dir),
+        data=str(data),
+        model=dict(run_metadata.model),
+        input_size=size,
+        macs=None if macs is None else macs.to_dict(),
+        test_images=len(test_set.samples),
+        test_anomalous=int(labels.sum()),
+        test_images_available=len(full_test_set.samples),
+        reference=reference,
+        config=config.to_dict(),
+        environment=environment,
+        results=tuple(rows.values()),
+        seconds=time.perf_counter() - started,
+    )
+    report = write_reports(report, out)
+    progress(console_table(report))
+    progress(f"bench: wrote {', '.join(report.files.values())}")
+    return report
+
+
+def _time_all(
+    predictors: dict[str, Predictor],
+    rows: dict[str, ConfigResult],
+    config: BenchConfig,
+    frame: np.ndarray,
+    batch_frames: list[np.ndarray],
+    progress: Callable[[str], None],
+) -> None:
+    """Latency (full + stages) and batch throughput, all configurations interleaved."""
+    timers = {name: PredictorTimer(p, frame, batch_frames) for name, p in predictors.items()}
+    errors: dict[str, BaseException] = {}
+    progress(
+        f"bench: timing {len(timers)} configurations: {config.warmup} warm-up + {config.runs} runs each in {config.rounds} interleaved rounds"
+    )
+    latency = interleaved_rounds(
+        {n: _guarded(t.full_and_stages, errors, n, 4) for n, t in timers.items()},
+        runs=config.runs, rounds=config.rounds, warmup=config.warmup,
+        on_round=lambda r, total: progress(f"bench: latency round {r}/{total}"),
+    )
+    batches = max(config.rounds, math.ceil(config.runs / config.throughput_batch))
+    progress(f"bench: throughput at batch {config.throughput_batch}: {batches} batches each, interleaved")
+    throughput = interleaved_rounds(
+        {n: _guarded(t.batch, errors, n, 1) for n, t in timers.items() if n not in errors},
+        runs=batches, rounds=config.rounds, warmup=min(2, config.warmup),
+    )
+    for name in timers:
+        if name in errors:
+            rows[name] = dataclasses.replace(rows[name], status=_failure(errors[name], "timing"))
+            continue
+        rows[name] = dataclasses.replace(
+            rows[name], latency=latency_report(latency[name]), throughput=throughput_report(throughput[name], config.throughput_batch)
+        )
+
+
+def _measure_memory(
+    rows: dict[str, ConfigResult], items: dict[str, _Planned], config: BenchConfig, frame_path: Path, progress: Callable[[str], None]
+) -> None:
+    """Peak RSS per working configuration, each in its own fresh process.
+
+    The probes run after all timing is done, several at once (one per usable CPU): each
+    process's high-water mark is its own, so running them side by side changes no number.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fractalad_edge.bench.system import usable_cpus
+
+    names = [name for name, row in rows.items() if row.ok and row.artifact is not None]
+    if not names:
+        return
+    progress(f"bench: peak memory of {len(names)} configurations, each in a fresh process")
+
+    def probe(name: str) -> tuple[str, Any]:
+        row = rows[name]
+        try:
+            return name, measure_memory(
+                Path(row.artifact), frame_path, runtime=row.runtime, device=row.device,  # type: ignore[arg-type]
+                options=_runtime_options(items[name], config.threads), predictions=_MEMORY_PREDICTIONS,
+            )
+        except Exception as exc:  # noqa: BLE001 - memory is one column; keep the row
+            return name, exc
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(names), usable_cpus()))) as pool:
+        for name, result in pool.map(probe, names):
+            row = rows[name]
+            if isinstance(result, Exception):
+                rows[name] = dataclasses.replace(row, notes=(*row.notes, f"memory not measured: {result}"))
+            else:
+                rows[name] = dataclasses.replace(row, memory=result)
+
+
+def _async_throughput(
+    predictors: dict[str, Predictor],
+    rows: dict[str, ConfigResult],
+    items: dict[str, _Planned],
+    config: BenchConfig,
+    batch_frames: list[np.ndarray],
+    progress: Callable[[str], None],
+) -> None:
+    for name, predictor in predictors.items():
+        row = rows[name]
+        if not row.ok or items[name].format is not ModelFormat.OPENVINO or row.device != "cpu":
+            continue
+        xml = next((f.path for f in predictor.metadata.files if f.path.endswith(".xml")), None)
+        if xml is None or row.artifact is None:
+            continue
+        progress(f"bench: {name}: OpenVINO async throughput (THROUGHPUT hint)")
+        inputs = [prepare_batch([f], predictor.metadata.input, channel_order="bgr")[0] for f in batch_frames]
+        inputs = (inputs * math.ceil(max(4 * config.throughput_batch, 16) / len(inputs)))[: max(4 * config.throughput_batch, 16)]
+        try:
+            from fractalad_edge.runtimes.openvino import PRECISION_HINTS
+
+            result = openvino_async_throughput(
+                str(Path(row.artifact) / xml), inputs, precision_hint=PRECISION_HINTS[predictor.metadata.precision], threads=config.threads
+            )
+            rows[name] = dataclasses.replace(row, async_throughput=result)
+        except Exception as exc:  # noqa: BLE001 - an optional column
+            rows[name] = dataclasses.replace(row, notes=(*row.notes, f"async throughput not measured: {exc}"))
+
+
+__all__ = ["NATURAL_FORMAT", "BenchConfig", "plan", "run_bench"]

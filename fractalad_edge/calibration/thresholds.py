@@ -1,0 +1,110 @@
+"""Decision thresholds and score normalisation, set without real defects.
+
+The model's maps are computed by whatever runtime the artifact runs on (so an INT8
+model gets thresholds fitted to its own outputs), then:
+- ``f1``: the threshold that maximises F1 on the synthetic set (normals vs fractal anomalies);
+- ``fpr``: the quantile of normal scores that gives a target false-alarm rate, which needs
+  no anomalies at all and is what a line that cannot afford false stops asks for.
+Pixel thresholds are F1-optimal over the synthetic set's pixels in both cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fractalad_edge.artifact import ScoreCalibration
+from fractalad_edge.errors import CalibrationError
+from fractalad_edge.metrics import f1_max
+from fractalad_edge.preprocess import image_scores
+
+if TYPE_CHECKING:
+    from fractalad_edge.predictor import Predictor
+
+
+class ThresholdMethod(str, Enum):
+    F1 = "f1"
+    FPR = "fpr"
+
+
+MAX_PIXELS = 2_000_000  # pixel F1 on a deterministic subsample keeps calibration to seconds
+
+
+def maps_for(predictor: Predictor, images: Sequence[np.ndarray], *, batch_size: int = 8) -> np.ndarray:
+    """Raw maps for RGB images, in batches so memory stays flat on small devices."""
+    chunks = [predictor.raw_maps(list(images[i : i + batch_size]), channel_order="rgb") for i in range(0, len(images), batch_size)]
+    return np.concatenate(chunks)
+
+
+def fit_thresholds(
+    maps: np.ndarray,
+    labels: np.ndarray,
+    masks: np.ndarray,
+    scores: np.ndarray,
+    *,
+    method: ThresholdMethod = ThresholdMethod.F1,
+    target_fpr: float = 0.01,
+    source: str = "synthetic",
+    seed: int | None = None,
+) -> ScoreCalibration:
+    labels = np.asarray(labels).astype(bool)
+    normal_scores = scores[~labels]
+    if normal_scores.size == 0:
+        msg = "calibration needs normal images; the calibration set has none"
+        raise CalibrationError(msg)
+    if method is ThresholdMethod.F1:
+        if labels.all() or not labels.any():
+            msg = "the F1 threshold needs both normal and anomalous samples; use --method fpr or raise the anomaly ratio"
+            raise CalibrationError(msg)
+        _, image_threshold = f1_max(labels.astype(np.int64), scores)
+    else:
+        if not 0.0 < target_fpr < 1.0:
+            msg = f"target false-alarm rate must be in (0, 1), got {target_fpr}"
+            raise CalibrationError(msg)
+        image_threshold = float(np.quantile(normal_scores, 1.0 - target_fpr, method="higher")) + 1e-6
+
+    pixel_labels = masks.reshape(-1)
+    pixel_values = maps.reshape(-1)
+    if pixel_values.size > MAX_PIXELS:
+        pick = np.random.default_rng(0).choice(pixel_values.size, MAX_PIXELS, replace=False)
+        pixel_labels, pixel_values = pixel_labels[pick], pixel_values[pick]
+    if pixel_labels.any() and not pixel_labels.all():
+        _, pixel_threshold = f1_max(pixel_labels.astype(np.int64), pixel_values)
+    else:
+        pixel_threshold = 0.5  # no anomalous pixels to fit on: the sigmoid's own midpoint
+
+    image_min, image_max = float(scores.min()), float(scores.max())
+    pixel_min, pixel_max = float(pixel_values.min()), float(pixel_values.max())
+    return ScoreCalibration(
+        image_threshold=float(image_threshold),
+        image_min=image_min,
+        image_max=max(image_max, image_min + 1e-6),
+        pixel_threshold=float(pixel_threshold),
+        pixel_min=pixel_min,
+        pixel_max=max(pixel_max, pixel_min + 1e-6),
+        method=method.value if method is ThresholdMethod.F1 else f"fpr@{target_fpr:g}",
+        source=source,
+        num_normal=int((~labels).sum()),
+        num_anomalous=int(labels.sum()),
+        seed=seed,
+    )
+
+
+def calibrate_scores(
+    predictor: Predictor,
+    images: Sequence[np.ndarray],
+    labels: np.ndarray,
+    masks: np.ndarray,
+    *,
+    method: ThresholdMethod = ThresholdMethod.F1,
+    target_fpr: float = 0.01,
+    source: str = "synthetic",
+    seed: int | None = None,
+) -> ScoreCalibration:
+    """Run the predictor's own runtime on RGB ``images`` and fit thresholds to its outputs."""
+    maps = maps_for(predictor, images)
+    scores = image_scores(maps, predictor.metadata.score)
+    return fit_thresholds(maps, labels, masks, scores, method=method, target_fpr=target_fpr, source=source, seed=seed)

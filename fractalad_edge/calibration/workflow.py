@@ -1,0 +1,81 @@
+"""`fractalad-edge calibrate`: new thresholds for an existing model directory, no re-export.
+
+Thresholds are fitted with the artifact's own runtime on synthetic anomalies made from
+the given normal images. When real labelled defects are supplied they are used instead,
+and both results are reported so the cost of calibrating without defects is visible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fractalad_edge.artifact import ScoreCalibration, read_metadata, write_metadata
+from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
+from fractalad_edge.calibration.thresholds import ThresholdMethod, calibrate_scores, fit_thresholds, maps_for
+from fractalad_edge.data.datasets import find_training_images
+from fractalad_edge.errors import ConfigError
+from fractalad_edge.preprocess import image_scores
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecalibrationResult:
+    synthetic: ScoreCalibration
+    real: ScoreCalibration | None
+    written: ScoreCalibration
+    model: Path
+
+    def summary(self) -> str:
+        lines = [f"thresholds written to {self.model / 'metadata.json'} ({self.written.source}, {self.written.method}):"]
+        for name, cal in (("synthetic anomalies", self.synthetic), ("real defects", self.real)):
+            if cal is not None:
+                lines.append(
+                    f"  {name:20s} image threshold {cal.image_threshold:.5f}  pixel threshold {cal.pixel_threshold:.4f}"
+                    f"  ({cal.num_normal} normal, {cal.num_anomalous} anomalous)"
+                )
+        return "\n".join(lines)
+
+
+def recalibrate(
+    model: str | Path,
+    *,
+    normal: str | Path,
+    defects: str | Path | None = None,
+    method: str = "f1",
+    target_fpr: float = 0.01,
+    count: int = 64,
+    seed: int = 2026,
+    runtime: str | None = None,
+) -> RecalibrationResult:
+    from fractalad_edge.bench.accuracy import load_test_set
+    from fractalad_edge.predictor import Predictor
+
+    try:
+        threshold_method = ThresholdMethod(method)
+    except ValueError:
+        msg = f"--method must be 'f1' or 'fpr', got {method!r}"
+        raise ConfigError(msg) from None
+    model = Path(model)
+    metadata = read_metadata(model)
+    predictor = Predictor.load(model, runtime=runtime)
+    config = CalibrationConfig(count=count, validation_count=0, seed=seed, image_size=metadata.input.height)
+    calibration_set, _ = build_calibration_sets(find_training_images(normal), config)
+    synthetic = calibrate_scores(
+        predictor, calibration_set.images, calibration_set.labels, calibration_set.masks,
+        method=threshold_method, target_fpr=target_fpr, source="synthetic", seed=seed,
+    )
+    real = None
+    if defects is not None:
+        test_set = load_test_set(defects, metadata.input.height)
+        maps = maps_for(predictor, test_set.images)
+        labels = np.array([s.label for s in test_set.samples])
+        real = fit_thresholds(
+            maps, labels, test_set.masks, image_scores(maps, metadata.score),
+            method=threshold_method, target_fpr=target_fpr, source="real",
+        )
+    written = real or synthetic
+    write_metadata(model, dataclasses.replace(metadata, calibration=written))
+    return RecalibrationResult(synthetic=synthetic, real=real, written=written, model=model)

@@ -1,0 +1,318 @@
+"""The ``fractalad-edge`` command line: each command builds a config, calls one library function, renders.
+
+Heavy modules (torch, runtimes) are imported inside the commands that need them, so
+``fractalad-edge predict`` on an OpenVINO device never imports torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from enum import Enum
+from functools import wraps
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import typer
+
+from fractalad_edge.errors import FractalADError
+
+app = typer.Typer(
+    name="fractalad-edge",
+    help="FractalAD anomaly segmentation: train on normal images, export to edge runtimes, predict, benchmark.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _echo_err(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+
+
+def friendly_errors(func: F) -> F:
+    """Turn the SDK's own errors into one line and exit code 2; never a traceback for bad input."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FractalADError as exc:
+            _echo_err(str(exc))
+            raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            _echo_err("interrupted")
+            raise typer.Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Preset(str, Enum):
+    published = "published"
+    quick_cpu = "quick-cpu"
+    tiny = "tiny"
+
+
+class Reduction(str, Enum):
+    mean = "mean"
+    max = "max"
+    topk = "topk"
+
+
+# Schedules. "published": the paper's (100 epochs of 391 samples, batch 32); "quick-cpu": the
+# measured CPU schedule in docs/RESULTS.md; "tiny": smoke tests and the demo.
+PRESETS: dict[Preset, dict[str, Any]] = {
+    Preset.published: {"batch_size": 32, "epochs": 100.0, "bf16": False},
+    Preset.quick_cpu: {"batch_size": 16, "steps": 300, "bf16": True},
+    Preset.tiny: {"batch_size": 8, "steps": 60, "bf16": False},
+}
+
+
+@app.command()
+@friendly_errors
+def train(
+    data: Path = typer.Option(..., "--data", help="MVTec category folder (uses train/good) or a folder of normal images."),
+    out: Path = typer.Option(..., "--out", help="Run directory to write (a torch model artifact)."),
+    preset: Preset = typer.Option(Preset.published, help="Schedule preset; --steps/--epochs/--batch-size override it."),
+    steps: Optional[int] = typer.Option(None, help="Optimizer steps."),
+    epochs: Optional[float] = typer.Option(None, help="Epochs of 391 samples (the published unit); converted to steps."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    lr: float = typer.Option(1e-3),
+    seed: int = typer.Option(0),
+    backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (weights ship with pip) or resnet18."),
+    backbone_weights: Optional[Path] = typer.Option(None, help="ImageNet weights file (needed for resnet18)."),
+    input_size: int = typer.Option(256, help="Square input side, multiple of 32."),
+    head_channels: int = typer.Option(64, help="Segmentation head width C."),
+    kd: Optional[bool] = typer.Option(None, "--kd/--no-kd", help="Distillation (student). Default: on, off for MVTec textures."),
+    object_placement: Optional[bool] = typer.Option(
+        None, "--object-placement/--no-object-placement", help="Place anomalies on the object. Default by MVTec category."
+    ),
+    score: Reduction = typer.Option(Reduction.topk, help="Image score: mean of map (paper), max, or top-1% mean."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default from preset)."),
+    workers: int = typer.Option(0, help="DataLoader worker processes for anomaly generation."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
+) -> None:
+    """Train FractalAD on normal images only (synthetic fractal anomalies)."""
+    from fractalad_edge.artifact import ScoreSpec
+    from fractalad_edge.data.categories import category_defaults
+    from fractalad_edge.data.datasets import category_name
+    from fractalad_edge.models.fractalad import ModelConfig
+    from fractalad_edge.synth.anomaly import SynthConfig
+    from fractalad_edge.train.config import TrainConfig, steps_for_epochs
+    from fractalad_edge.train.loop import train as run_training
+
+    schedule = PRESETS[preset]
+    batch = batch_size or schedule["batch_size"]
+    if steps is not None and epochs is not None:
+        _echo_err("give --steps or --epochs, not both")
+        raise typer.Exit(code=2)
+    if steps is None:
+        steps = steps_for_epochs(epochs, batch) if epochs is not None else schedule.get("steps") or steps_for_epochs(schedule["epochs"], batch)
+    defaults = category_defaults(category_name(data))
+    config = TrainConfig(
+        model=ModelConfig(
+            backbone=backbone, input_size=input_size, head_channels=head_channels,
+            distillation=defaults.distillation if kd is None else kd,
+        ),
+        synth=SynthConfig(
+            image_size=input_size, object_placement=defaults.object_placement if object_placement is None else object_placement
+        ),
+        score=ScoreSpec(reduction=score.value),
+        steps=steps,
+        batch_size=batch,
+        lr=lr,
+        seed=seed,
+        device=device,
+        bf16=schedule["bf16"] if bf16 is None else bf16,
+        workers=workers,
+    )
+    typer.echo(
+        f"training {config.model.backbone} on {data} for {config.steps} steps of {config.batch_size} "
+        f"(distillation {'on' if config.model.distillation else 'off'}, object placement "
+        f"{'on' if config.synth.object_placement else 'off'}{', bf16' if config.bf16 else ''})"
+    )
+    result = run_training(config, data, out, resume=resume, backbone_weights=backbone_weights)
+    typer.echo(
+        f"done: {result.steps} steps in {result.seconds:.0f} s ({result.images_per_second:.1f} images/s); model in {out}\n"
+        f"next: fractalad-edge eval {out} --data {data}"
+    )
+
+
+@app.command("eval")
+@friendly_errors
+def evaluate(
+    model: Path = typer.Argument(..., help="Run directory or exported model directory."),
+    data: Path = typer.Option(..., "--data", help="MVTec-layout category folder with test/ and ground_truth/."),
+    out: Optional[Path] = typer.Option(None, help="Report folder (default: MODEL/eval)."),
+    runtime: Optional[str] = typer.Option(None, help="Override the artifact's runtime."),
+    device: str = typer.Option("cpu"),
+    overlays: int = typer.Option(12, help="How many image | truth | heat map PNGs to write."),
+) -> None:
+    """Image/pixel AUROC, AUPRO and F1 on a labelled test set, with overlay PNGs."""
+    from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set, markdown_table, write_overlays, write_report
+    from fractalad_edge.data.datasets import category_name
+    from fractalad_edge.predictor import Predictor
+
+    predictor = Predictor.load(model, runtime=runtime, device=device)
+    test_set = load_test_set(data, predictor.metadata.input.height)
+    with _progress("eval", len(test_set.images)) as advance:
+        report, maps = evaluate_predictor(predictor, test_set, category=category_name(data), progress=advance)
+    out = out or model / "eval"
+    written = write_overlays(test_set, maps, out / "overlays", count=overlays)
+    import dataclasses
+
+    report = dataclasses.replace(report, overlays=written)
+    write_report(report, out)
+    typer.echo(markdown_table([report]))
+    typer.echo(f"report: {out / 'report.md'}, {out / 'metrics.json'}; overlays: {out / 'overlays'}")
+
+
+@app.command()
+@friendly_errors
+def export(
+    model: Path = typer.Argument(..., help="Run directory written by 'train'."),
+    format: str = typer.Option(..., "--format", help="torch, onnx, openvino or tensorrt."),
+    out: Path = typer.Option(..., "--out"),
+    precision: str = typer.Option("fp32", help="fp32, fp16, bf16 or int8 (what each format accepts is checked first)."),
+    calib_data: Optional[Path] = typer.Option(None, help="Normal images for INT8 calibration and thresholds (default: the training folder)."),
+    calib_count: int = typer.Option(64, help="Calibration samples (half get a fractal anomaly)."),
+    calib_seed: int = typer.Option(2026),
+    max_drop: float = typer.Option(0.5, help="INT8 accuracy gate: allowed AUROC drop in points on held-out synthetic anomalies."),
+    allow_accuracy_drop: bool = typer.Option(False, help="Write the model even if the gate fails (recorded in metadata)."),
+    opset: int = typer.Option(17, help="ONNX opset (>= 16 for GridSample; 17 suits TensorRT 8.6 / JetPack 6)."),
+    device: str = typer.Option("cpu", help="Target device for the runtime (cpu, gpu, cuda)."),
+) -> None:
+    """Export a trained model to a runtime format, with a parity check against torch."""
+    from fractalad_edge.artifact import Precision, parse_enum
+    from fractalad_edge.export.pipeline import ExportOptions, export_model
+
+    options = ExportOptions(
+        precision=parse_enum(Precision, precision, "--precision"),
+        opset=opset,
+        calib_data=calib_data,
+        calib_count=calib_count,
+        calib_seed=calib_seed,
+        max_drop=max_drop,
+        allow_accuracy_drop=allow_accuracy_drop,
+        device=device,
+    )
+    export_model(model, format=format, out=out, options=options, progress=typer.echo)
+
+
+@app.command()
+@friendly_errors
+def calibrate(
+    model: Path = typer.Argument(..., help="Model directory (run or export) whose thresholds to set."),
+    normal: Path = typer.Option(..., "--normal", help="Folder of normal images (or an MVTec category: uses train/good)."),
+    defects: Optional[Path] = typer.Option(None, help="Optional MVTec category with real labelled defects in test/."),
+    method: str = typer.Option("f1", help="f1 (F1-optimal on synthetic anomalies) or fpr (target false-alarm rate on normals)."),
+    target_fpr: float = typer.Option(0.01, help="False-alarm rate for --method fpr."),
+    count: int = typer.Option(64),
+    seed: int = typer.Option(2026),
+    runtime: Optional[str] = typer.Option(None),
+) -> None:
+    """Set decision thresholds without re-exporting (synthetic anomalies; real defects if given)."""
+    from fractalad_edge.calibration.workflow import recalibrate
+
+    result = recalibrate(
+        model, normal=normal, defects=defects, method=method, target_fpr=target_fpr, count=count, seed=seed, runtime=runtime
+    )
+    typer.echo(result.summary())
+
+
+@app.command()
+@friendly_errors
+def predict(
+    model: Path = typer.Argument(..., help="Model directory."),
+    inputs: list[Path] = typer.Argument(..., help="Image files or folders."),
+    out: Optional[Path] = typer.Option(None, help="Folder for predictions.jsonl and overlay PNGs."),
+    runtime: Optional[str] = typer.Option(None),
+    device: str = typer.Option("cpu"),
+    batch_size: int = typer.Option(1),
+) -> None:
+    """Score images; one bad image is reported and the rest still run."""
+    from fractalad_edge.inference import predict_files
+
+    summary = predict_files(model, inputs, out=out, runtime=runtime, device=device, batch_size=batch_size, echo=typer.echo)
+    if summary.failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+@friendly_errors
+def bench(
+    model: Path = typer.Argument(..., help="Run directory written by 'train'."),
+    data: Path = typer.Option(..., "--data", help="MVTec-layout category with a labelled test set."),
+    out: Path = typer.Option(Path("bench"), "--out"),
+    runtimes: str = typer.Option("torch,onnxruntime,openvino", help="Comma-separated runtimes."),
+    precisions: str = typer.Option("fp32,int8", help="Comma-separated precisions."),
+    runs: int = typer.Option(100, help="Timed runs per configuration (split into interleaved rounds)."),
+    warmup: int = typer.Option(10),
+    threads: Optional[int] = typer.Option(None, help="Threads per runtime (default: all cores)."),
+    device: str = typer.Option("cpu"),
+    calib_data: Optional[Path] = typer.Option(None),
+    max_test_images: Optional[int] = typer.Option(None, help="Evaluate on a subset (short mode)."),
+) -> None:
+    """Latency x accuracy for each runtime and precision: table, report.md/json/png."""
+    from fractalad_edge.artifact import Precision, parse_enum
+    from fractalad_edge.bench.matrix import BenchConfig, run_bench
+
+    config = BenchConfig(
+        runtimes=tuple(r.strip() for r in runtimes.split(",") if r.strip()),
+        precisions=tuple(parse_enum(Precision, p.strip(), "--precisions") for p in precisions.split(",") if p.strip()),
+        runs=runs,
+        warmup=warmup,
+        threads=threads,
+        device=device,
+        calib_data=calib_data,
+        max_test_images=max_test_images,
+    )
+    run_bench(model, data, out, config, progress=typer.echo)
+
+
+@app.command()
+@friendly_errors
+def demo(
+    out: Path = typer.Option(Path("demo"), "--out", help="Where to write the dataset, run, models and predictions."),
+    steps: int = typer.Option(120, help="Training steps (the demo data is easy)."),
+) -> None:
+    """End to end on the generated dataset that ships with the package: train, eval, export, predict."""
+    from fractalad_edge.demo import run_demo
+
+    run_demo(out, steps=steps, echo=typer.echo)
+
+
+class _progress:
+    """A small stderr progress line for loops that are not training (tqdm when present)."""
+
+    def __init__(self, desc: str, total: int) -> None:
+        self.desc, self.total, self.bar = desc, total, None
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        try:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, desc=self.desc, unit="img", file=sys.stderr, dynamic_ncols=True)
+        except ImportError:
+            self.bar = None
+
+        def advance(done: int, total: int) -> None:
+            if self.bar is not None:
+                self.bar.update(done - self.bar.n)
+
+        return advance
+
+    def __exit__(self, *_: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Every error the SDK raises on purpose.
+
+One base class, :class:`FractalADError`, so callers can catch everything the SDK
+raises deliberately; each subclass also inherits the matching builtin so code that
+catches ``ValueError`` or ``FileNotFoundError`` keeps working. Messages say what was
+wrong, the value received, what is allowed and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class FractalADError(Exception):
+    """Base class of every error raised on purpose by fractalad-edge."""
+
+
+class ConfigError(FractalADError, ValueError):
+    """A configuration value is out of range or inconsistent."""
+
+
+class DatasetError(FractalADError, ValueError):
+    """A dataset folder is missing, empty or not in a supported layout."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """A dataset folder or file does not exist."""
+
+
+class ImageReadError(FractalADError, ValueError):
+    """An image file cannot be read or decoded (missing, truncated, not an image)."""
+
+
+class InvalidInputError(FractalADError, ValueError):
+    """An array given to a predictor has the wrong rank, channels, dtype or values."""
+
+
+class MaskMismatchError(DatasetError):
+    """A ground-truth mask does not match its image (size, missing file)."""
+
+
+class WeightsNotFoundError(FractalADError, FileNotFoundError):
+    """Pretrained weights are needed but not available locally (nothing is downloaded)."""
+
+
+class CheckpointError(FractalADError, ValueError):
+    """A checkpoint is missing, corrupt or belongs to another model configuration."""
+
+
+class ArtifactError(FractalADError, ValueError):
+    """An exported model directory is incomplete, altered or inconsistent."""
+
+
+class ArtifactIntegrityError(ArtifactError):
+    """A model file's sha256 does not match the one recorded in metadata.json."""
+
+
+class SchemaVersionError(ArtifactError):
+    """metadata.json was written by a newer, incompatible schema."""
+
+
+class RuntimeNotAvailableError(FractalADError, ImportError):
+    """The package a runtime needs is not installed; the message names the extra."""
+
+
+class RuntimeMismatchError(FractalADError, ValueError):
+    """A runtime cannot run this artifact (wrong format, precision or device)."""
+
+
+class EngineMismatchError(RuntimeMismatchError):
+    """A TensorRT engine was built by another TensorRT version or GPU."""
+
+
+class ExportError(FractalADError, RuntimeError):
+    """Export to a format failed, or an option is not accepted by that format."""
+
+
+class ParityError(ExportError):
+    """An exported model's maps differ from the torch reference beyond tolerance."""
+
+
+class QuantizationError(FractalADError, RuntimeError):
+    """Quantization failed or its result lost more accuracy than the gate allows."""
+
+
+class CalibrationError(FractalADError, ValueError):
+    """Calibration data is missing or cannot support a threshold."""

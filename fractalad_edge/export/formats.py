@@ -1,0 +1,256 @@
+"""The declarative table of export formats, checked before any work starts.
+
+Each format lists the precisions it can produce, the export options it reads, the runtime
+that runs it by default and the packages the export needs. ``check_export_request``
+refuses an unknown format, a precision the format cannot produce, an option it would
+ignore, or a missing package, with one message that says what is accepted, so a
+ten-minute export never fails at its last step for a reason known at its first (the
+ultralytics habit, without its boolean-flag dispatch).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from fractalad_edge.artifact import EngineInfo, InputSpec, ModelFormat, Precision
+from fractalad_edge.errors import ExportError, RuntimeNotAvailableError
+
+if TYPE_CHECKING:
+    from fractalad_edge.calibration.dataset import CalibrationSet
+    from fractalad_edge.runtimes.base import Backend
+
+#: The pip extra that brings each third-party module an export needs.
+MODULE_EXTRAS: Mapping[str, str] = MappingProxyType(
+    {
+        "torch": "train",
+        "safetensors": "train",
+        "onnx": "export",
+        "onnxscript": "export",
+        "onnxruntime": "onnxruntime",
+        "openvino": "openvino",
+        "nncf": "openvino",
+        "tensorrt": "tensorrt",
+    }
+)
+
+#: Options every non-torch format reads: the calibration set (thresholds are refitted with
+#: the exported runtime) and the parity check against the torch model.
+_CALIBRATION_OPTIONS = ("precision", "calib_data", "calib_count", "calib_seed", "anomaly_ratio", "parity_images", "tolerance")
+#: Options that only mean something for int8 (the accuracy gate after quantization).
+INT8_OPTIONS = ("max_drop", "allow_accuracy_drop")
+_GRAPH_OPTIONS = ("opset", "device")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportJob:
+    """What a format's artifact writer is given: the model, where to write, the calibration data."""
+
+    model: Any  # FractalAD in eval mode, fp32, CPU (typed loosely: this module stays torch-free)
+    input_spec: InputSpec
+    precision: Precision
+    opset: int
+    device: str
+    directory: Path  # the artifact's files go here
+    scratch: Path  # intermediate files (fp32 ONNX before quantization, calibration caches)
+    calibration: CalibrationSet  # int8 calibration (and threshold refit) samples
+    validation: CalibrationSet  # held-out samples: parity images, int8 accuracy gate
+    progress: Callable[[str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportedModel:
+    """What a writer produced, and how to run it to refit thresholds and check parity."""
+
+    files: tuple[str, ...]  # relative to ExportJob.directory, hashed into metadata
+    open_backend: Callable[[], Backend]  # the exported runtime on the written files
+    checked_with: str  # said in the parity line, e.g. "onnxruntime cpu"
+    checked_precision: Precision  # precision of what open_backend runs (sets the parity tolerance)
+    engine: EngineInfo | None = None
+    quantization: tuple[str, str] | None = None  # (toolchain, mode) of an int8 export
+
+
+@dataclass(frozen=True, kw_only=True)
+class FormatSpec:
+    """What one export format produces and accepts."""
+
+    format: ModelFormat
+    precisions: tuple[Precision, ...]  # the first is the default
+    options: tuple[str, ...]  # ExportOptions fields this format reads
+    runtime: str  # the runtime written into metadata (Predictor's default)
+    requires: tuple[str, ...]  # modules the export imports
+    precision_requires: Mapping[Precision, tuple[str, ...]] = field(default_factory=dict)
+    requires_any: tuple[str, ...] = ()  # at least one of these (e.g. a runtime to check the result with)
+    default_device: str = "cpu"  # where the export checks and calibrates the exported model
+    writer: str  # "module:function" taking an ExportJob, returning an ExportedModel; imported when used
+    files: tuple[str, ...]  # what the artifact directory can hold besides metadata.json
+    description: str
+
+    def modules_for(self, precision: Precision) -> tuple[str, ...]:
+        return self.requires + tuple(self.precision_requires.get(precision, ()))
+
+    def load_writer(self) -> Callable[[ExportJob], ExportedModel]:
+        module, _, function = self.writer.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
+FORMATS: Mapping[ModelFormat, FormatSpec] = MappingProxyType(
+    {
+        spec.format: spec
+        for spec in (
+            FormatSpec(
+                format=ModelFormat.TORCH,
+                precisions=(Precision.FP32,),
+                options=_CALIBRATION_OPTIONS + ("device",),
+                runtime="torch",
+                requires=("torch", "safetensors"),
+                writer="fractalad_edge.export.pipeline:write_torch_artifact",
+                files=("model.safetensors",),
+                description="the training run's weights, copied without optimizer state (reference format)",
+            ),
+            FormatSpec(
+                format=ModelFormat.ONNX,
+                precisions=(Precision.FP32, Precision.INT8),
+                options=_CALIBRATION_OPTIONS + INT8_OPTIONS + _GRAPH_OPTIONS,
+                runtime="onnxruntime",
+                requires=("torch", "onnx", "onnxscript", "onnxruntime"),
+                writer="fractalad_edge.export.onnx:write_onnx_artifact",
+                files=("model.onnx",),
+                description="static 1x3xSxS ONNX graph (opset >= 16), weights inside the file; int8 as QDQ",
+            ),
+            FormatSpec(
+                format=ModelFormat.OPENVINO,
+                precisions=(Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8),
+                options=_CALIBRATION_OPTIONS + INT8_OPTIONS + _GRAPH_OPTIONS,
+                runtime="openvino",
+                requires=("torch", "onnx", "onnxscript", "openvino"),
+                precision_requires={Precision.INT8: ("nncf",)},
+                writer="fractalad_edge.export.openvino:write_openvino_artifact",
+                files=("model.xml", "model.bin"),
+                description="OpenVINO IR converted from the ONNX graph; fp16 stores fp16 weights, int8 via NNCF",
+            ),
+            FormatSpec(
+                format=ModelFormat.TENSORRT,
+                precisions=(Precision.FP32, Precision.FP16, Precision.INT8),
+                options=_CALIBRATION_OPTIONS + INT8_OPTIONS + _GRAPH_OPTIONS,
+                runtime="tensorrt",
+                requires=("torch", "onnx", "onnxscript"),
+                # int8 engines are calibrated at export, so int8 needs TensorRT here; fp32/fp16
+                # without TensorRT are checked on the ONNX with onnxruntime and built at first load
+                precision_requires={Precision.INT8: ("tensorrt",)},
+                requires_any=("tensorrt", "onnxruntime"),
+                default_device="cuda",
+                writer="fractalad_edge.export.tensorrt:write_tensorrt_artifact",
+                files=("model.onnx", "model.engine"),
+                description=(
+                    "a plain serialized TensorRT engine (trtexec can load it) plus the ONNX it was built from; "
+                    "exported where TensorRT is missing, only the ONNX is written and the engine is built at first load"
+                ),
+            ),
+        )
+    }
+)
+
+
+def parse_format(value: str | ModelFormat) -> ModelFormat:
+    try:
+        return ModelFormat(value)
+    except ValueError:
+        msg = f"unknown export format {value!r}; choose one of {', '.join(f.value for f in FORMATS)}"
+        raise ExportError(msg) from None
+
+
+def parse_precision(value: str | Precision) -> Precision:
+    try:
+        return Precision(value)
+    except ValueError:
+        msg = f"unknown precision {value!r}; choose one of {', '.join(p.value for p in Precision)}"
+        raise ExportError(msg) from None
+
+
+def missing_modules(modules: Collection[str]) -> list[str]:
+    """Modules that cannot be imported here (a module set to None in sys.modules counts as missing)."""
+    missing = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def require_modules(modules: Collection[str], *, what: str) -> None:
+    """Raise RuntimeNotAvailableError naming the pip extras of the missing modules."""
+    missing = missing_modules(modules)
+    if missing:
+        extras = sorted({MODULE_EXTRAS.get(name, name) for name in missing})
+        msg = (
+            f"{what} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed; "
+            f"install with: pip install 'fractalad-edge[{','.join(extras)}]'"
+        )
+        raise RuntimeNotAvailableError(msg)
+
+
+def check_export_request(
+    format: str | ModelFormat, precision: str | Precision, options: Collection[str] = ()
+) -> FormatSpec:
+    """Validate a request against FORMATS before any work; return the format's spec.
+
+    ``options`` names the export options the caller set explicitly (not left at their
+    default); an option the format would ignore is refused rather than silently dropped.
+    """
+    spec = FORMATS[parse_format(format)]
+    precision = parse_precision(precision)
+    if precision not in spec.precisions:
+        msg = (
+            f"format {spec.format.value!r} cannot be exported at precision {precision.value!r}; it accepts "
+            f"{', '.join(p.value for p in spec.precisions)}. "
+            + ("For int8 choose openvino, onnx or tensorrt." if precision is Precision.INT8 else "")
+        ).strip()
+        raise ExportError(msg)
+    unknown = [name for name in options if name not in spec.options]
+    if unknown:
+        msg = (
+            f"format {spec.format.value!r} does not take option(s) {', '.join(sorted(unknown))}; it accepts "
+            f"{', '.join(spec.options)}"
+        )
+        raise ExportError(msg)
+    int8_only = [name for name in options if name in INT8_OPTIONS]
+    if int8_only and precision is not Precision.INT8:
+        msg = (
+            f"option(s) {', '.join(sorted(int8_only))} set the accuracy gate of int8 quantization and mean nothing at "
+            f"precision {precision.value!r}; drop them or export with precision int8"
+        )
+        raise ExportError(msg)
+    what = f"exporting to {spec.format.value} ({precision.value})"
+    require_modules(spec.modules_for(precision), what=what)
+    if spec.requires_any and len(missing_modules(spec.requires_any)) == len(spec.requires_any):
+        extras = sorted({MODULE_EXTRAS.get(name, name) for name in spec.requires_any})
+        msg = (
+            f"{what} needs one of {', '.join(spec.requires_any)} to check the exported model, and none is installed; "
+            f"install one: {' or '.join(f'pip install fractalad-edge[{e}]' for e in extras)}"
+        )
+        raise RuntimeNotAvailableError(msg)
+    return spec
+
+
+__all__ = [
+    "FORMATS",
+    "ExportJob",
+    "ExportedModel",
+    "INT8_OPTIONS",
+    "MODULE_EXTRAS",
+    "FormatSpec",
+    "check_export_request",
+    "missing_modules",
+    "parse_format",
+    "parse_precision",
+    "require_modules",
+]

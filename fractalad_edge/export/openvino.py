@@ -1,0 +1,54 @@
+"""The ``openvino`` format: IR (``model.xml`` + ``model.bin``) converted from the ONNX graph.
+
+Converted with ``ov.convert_model`` from the checked ONNX rather than from torch: TorchScript
+tracing of the cosine attention fails in OpenVINO's frontend, and going through ONNX means
+every runtime runs the one graph that parity was checked on.
+
+Precisions:
+
+- fp32: weights stored fp32. ``ov.save_model`` compresses weights to fp16 *by default*;
+  ``compress_to_fp16=False`` is passed explicitly so an fp32 artifact is fp32.
+- fp16: weights stored fp16 (half the file); the runtime hints f16 where the device has
+  fp16 arithmetic (GPU, NPU, ARM / AVX512-FP16 CPUs) and f32 elsewhere.
+- bf16: weights stored fp32, the runtime hints bf16 (CPUs with AVX512-BF16 or AMX).
+- int8: NNCF post-training quantization on the synthetic calibration set
+  (``fractalad_edge.quantize.openvino``), then the accuracy gate.
+"""
+
+from __future__ import annotations
+
+from fractalad_edge.artifact import Precision
+from fractalad_edge.export.formats import ExportedModel, ExportJob
+from fractalad_edge.export.onnx import export_onnx
+from fractalad_edge.runtimes.base import require
+
+IR_FILENAME = "model.xml"
+WEIGHTS_FILENAME = "model.bin"
+
+
+def write_openvino_artifact(job: ExportJob) -> ExportedModel:
+    """ONNX -> ov.Model (-> NNCF int8) -> IR in ``job.directory``."""
+    ov = require("openvino", "openvino")
+    from fractalad_edge.runtimes.openvino import OpenVINOBackend
+
+    onnx_path = export_onnx(job.model, job.scratch / "model.onnx", input_size=job.input_spec.height, opset=job.opset)
+    model = ov.convert_model(str(onnx_path))
+    quantization = None
+    if job.precision is Precision.INT8:
+        from fractalad_edge.quantize.openvino import quantize_openvino_model
+
+        job.progress(f"quantizing to int8 (NNCF) on {len(job.calibration)} calibration images")
+        model = quantize_openvino_model(model, job.calibration, job.input_spec, validation=job.validation, mode="ptq")
+        quantization = ("nncf", "ptq")
+    xml = job.directory / IR_FILENAME
+    ov.save_model(model, str(xml), compress_to_fp16=job.precision is Precision.FP16)
+    return ExportedModel(
+        files=(IR_FILENAME, WEIGHTS_FILENAME),
+        open_backend=lambda: OpenVINOBackend(xml, precision=job.precision, device=job.device),
+        checked_with=f"openvino {job.device}",
+        checked_precision=job.precision,
+        quantization=quantization,
+    )
+
+
+__all__ = ["IR_FILENAME", "WEIGHTS_FILENAME", "write_openvino_artifact"]

@@ -1,0 +1,331 @@
+"""The export driver: training run in, checked and calibrated artifact out.
+
+One path for every format (the FORMATS table supplies the writer):
+
+1. check the request against FORMATS (format, precision, options, packages) before any work;
+2. read the run (a ``torch`` artifact) and build the synthetic calibration and validation
+   sets from its normal images (fractal anomalies on half of them);
+3. the format's writer exports (and for int8 quantizes) into a staging folder;
+4. thresholds are refitted *with the exported runtime* on the calibration set, so an int8 or
+   fp16 model is judged by thresholds fitted to its own outputs;
+5. parity against the torch model on held-out synthetic images (ParityError for float
+   precisions beyond tolerance), and for int8 the accuracy gate;
+6. metadata.json (sha256 of every file, parity, precision, runtime, versions) is written and
+   the staging folder replaces ``out`` atomically: a failed export never leaves a half
+   artifact where a good one is expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fractalad_edge.artifact import (
+    METADATA_FILENAME,
+    ArtifactMetadata,
+    ModelFormat,
+    Precision,
+    describe_files,
+    now_iso,
+    package_version,
+    read_metadata,
+    write_metadata,
+)
+from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
+from fractalad_edge.calibration.thresholds import ThresholdMethod, calibrate_scores
+from fractalad_edge.errors import CalibrationError, ConfigError, ExportError
+from fractalad_edge.export.formats import ExportedModel, ExportJob, FormatSpec, check_export_request, parse_format
+from fractalad_edge.export.onnx import MAX_OPSET, MIN_OPSET
+from fractalad_edge.export.parity import compare_maps, enforce_parity, format_parity, tolerance_for
+
+RUN_CONFIG_FILENAME = "config.json"  # written by train(); its "data" is the training folder
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportOptions:
+    """How to export. Fields left at their default are not "set"; a format refuses set fields it would ignore."""
+
+    precision: Precision = Precision.FP32
+    opset: int = 17  # GridSample needs >= 16; TensorRT 8.6 (JetPack 6) reads up to 17
+    #: normal images for int8 calibration and the threshold refit; default: the run's training folder
+    calib_data: Path | None = None
+    calib_count: int = 64
+    calib_seed: int = 2026
+    anomaly_ratio: float = 0.5  # share of calibration images carrying a fractal anomaly
+    max_drop: float = 0.5  # int8 accuracy gate: allowed AUROC drop in points (x100)
+    allow_accuracy_drop: bool = False  # int8: keep a model that fails the gate (recorded as failed)
+    parity_images: int = 8  # held-out synthetic images compared with the torch model
+    #: fp32 map tolerance; fp16 / bf16 / int8 use the looser values of export.parity (never tighter)
+    tolerance: float = 1e-4
+    #: where the export runs the exported model: None = the format's default (cpu; cuda for
+    #: tensorrt). onnx: cpu, cuda, tensorrt (execution providers); openvino: cpu, gpu, npu, auto.
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "precision", Precision(self.precision))
+        except ValueError:
+            msg = f"precision must be one of {', '.join(p.value for p in Precision)}, got {self.precision!r}"
+            raise ConfigError(msg) from None
+        if self.calib_data is not None:
+            object.__setattr__(self, "calib_data", Path(self.calib_data))
+        checks = {
+            "opset": MIN_OPSET <= self.opset <= MAX_OPSET,
+            "calib_count": self.calib_count >= 2,
+            "anomaly_ratio": 0.0 <= self.anomaly_ratio < 1.0,
+            "max_drop": self.max_drop >= 0.0,
+            "parity_images": self.parity_images >= 1,
+            "tolerance": self.tolerance > 0.0,
+        }
+        allowed = {
+            "opset": f"{MIN_OPSET}..{MAX_OPSET} (GridSample needs 16)",
+            "calib_count": ">= 2",
+            "anomaly_ratio": "in [0, 1)",
+            "max_drop": ">= 0 points",
+            "parity_images": ">= 1",
+            "tolerance": "> 0",
+        }
+        for name, ok in checks.items():
+            if not ok:
+                msg = f"export option {name}={getattr(self, name)!r} is out of range; allowed: {allowed[name]}"
+                raise ConfigError(msg)
+        if self.device is not None and (not isinstance(self.device, str) or not self.device):
+            msg = f"device must be a device name such as 'cpu', 'cuda', 'gpu' or None, got {self.device!r}"
+            raise ConfigError(msg)
+
+    def explicit_options(self) -> tuple[str, ...]:
+        """Names of the fields set to something other than their default (what check_export_request vets)."""
+        defaults = ExportOptions()
+        return tuple(f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(defaults, f.name))
+
+
+def export_model(
+    run_dir: str | Path,
+    *,
+    format: str | ModelFormat,  # noqa: A002 - the CLI's word
+    out: str | Path,
+    options: ExportOptions = ExportOptions(),  # noqa: B008 - frozen, so a shared default is safe
+    progress: Callable[[str], None] | None = print,
+) -> ArtifactMetadata:
+    """Export a training run to ``format`` in ``out``; return the written metadata."""
+    say = progress or (lambda _message: None)
+    spec = check_export_request(parse_format(format), options.precision, options.explicit_options())
+    run_dir, out = Path(run_dir), Path(out)
+    _check_destination(out, run_dir)
+    run_metadata = read_metadata(run_dir)
+    if run_metadata.format is not ModelFormat.TORCH:
+        msg = (
+            f"{run_dir} is a {run_metadata.format.value} artifact; export reads a training run (a torch artifact), "
+            "pass the folder written by 'fractalad-edge train'"
+        )
+        raise ExportError(msg)
+    device = options.device or spec.default_device
+    paths, object_placement = _calibration_sources(run_dir, options.calib_data)
+    calibration, validation = build_calibration_sets(
+        paths,
+        CalibrationConfig(
+            count=options.calib_count,
+            validation_count=_validation_count(options),
+            anomaly_ratio=options.anomaly_ratio,
+            seed=options.calib_seed,
+            image_size=run_metadata.input.height,
+            object_placement=object_placement,
+        ),
+    )
+    say(
+        f"export {run_dir} -> {out}: {spec.format.value} {options.precision.value}; "
+        f"{len(calibration)} calibration + {len(validation)} validation synthetic images from {len(paths)} normals"
+    )
+    model = _load_model(run_dir, run_metadata)
+    staging = out.parent / f".{out.name}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)  # left by an interrupted export of this same destination
+    staging.mkdir(parents=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="fractalad-export-") as scratch:
+            job = ExportJob(
+                model=model,
+                input_spec=run_metadata.input,
+                precision=options.precision,
+                opset=options.opset,
+                device=device,
+                directory=staging,
+                scratch=Path(scratch),
+                calibration=calibration,
+                validation=validation,
+                progress=say,
+            )
+            exported = spec.load_writer()(job)
+            metadata = _check_and_calibrate(spec, exported, job, run_metadata, options, say)
+        write_metadata(staging, metadata)
+        _replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    say(f"wrote {out} ({', '.join(f.path for f in metadata.files)}, {METADATA_FILENAME})")
+    say(f"next: fractalad-edge predict {out} images/*.png --out preds/")
+    return metadata
+
+
+def write_torch_artifact(job: ExportJob) -> ExportedModel:
+    """The ``torch`` format's writer: the weights alone, no optimizer state or logs."""
+    from fractalad_edge.runtimes.torch import TorchBackend
+    from fractalad_edge.train.checkpoint import MODEL_FILENAME, save_model
+
+    save_model(job.model, job.directory / MODEL_FILENAME)
+    return ExportedModel(
+        files=(MODEL_FILENAME,),
+        open_backend=lambda: TorchBackend(job.model, device=job.device),
+        checked_with=f"torch {job.device}",
+        checked_precision=Precision.FP32,
+    )
+
+
+# ----------------------------------------------------------------------------- steps
+def _check_and_calibrate(
+    spec: FormatSpec,
+    exported: ExportedModel,
+    job: ExportJob,
+    run_metadata: ArtifactMetadata,
+    options: ExportOptions,
+    say: Callable[[str], None],
+) -> ArtifactMetadata:
+    """Refit thresholds with the exported runtime, check parity (and the int8 gate); the final metadata."""
+    from fractalad_edge.predictor import Predictor
+    from fractalad_edge.runtimes.torch import TorchBackend
+
+    metadata = dataclasses.replace(
+        run_metadata,
+        format=spec.format,
+        precision=options.precision,
+        runtime=spec.runtime,
+        files=describe_files(job.directory, exported.files),
+        calibration=None,
+        parity=None,
+        quantization=None,
+        engine=exported.engine,
+        package_version=package_version(),
+        created=now_iso(),
+    )
+    # The reference is built after the writer ran: TorchBackend moves the module to channels_last.
+    reference = Predictor(TorchBackend(job.model), run_metadata)
+    backend = exported.open_backend()
+    try:
+        candidate = Predictor(backend, metadata)
+        method, target_fpr = _threshold_method(run_metadata)
+        cal = job.calibration
+        calibration = calibrate_scores(
+            candidate, cal.images, cal.labels, cal.masks, method=method, target_fpr=target_fpr, seed=options.calib_seed
+        )
+        candidate = candidate.with_calibration(calibration)
+        say(
+            f"thresholds refitted with {exported.checked_with} on {len(cal)} synthetic images "
+            f"({calibration.num_normal} normal, {calibration.num_anomalous} fractal anomalies; {calibration.method}): "
+            f"image {calibration.image_threshold:.4g}, pixel {calibration.pixel_threshold:.4g}"
+        )
+        parity = compare_maps(
+            reference,
+            candidate,
+            job.validation.images[: options.parity_images],
+            tolerance=tolerance_for(exported.checked_precision, options.tolerance),
+        )
+        say(format_parity(parity, checked_with=exported.checked_with))
+        enforce_parity(parity, exported.checked_precision, what=f"the {spec.format.value} {options.precision.value} export")
+        quantization = None
+        if exported.quantization is not None:
+            from fractalad_edge.quantize.gate import accuracy_gate
+
+            toolchain, mode = exported.quantization
+            quantization = accuracy_gate(
+                reference,
+                candidate,
+                job.validation,
+                max_drop=options.max_drop,
+                toolchain=toolchain,
+                mode=mode,
+                calibration=job.calibration,
+                allow_drop=options.allow_accuracy_drop,
+            )
+            say(
+                f"int8 accuracy gate ({toolchain} {mode}): image AUROC {quantization.float_image_auroc:.4f} -> "
+                f"{quantization.quantized_image_auroc:.4f}, pixel AUROC {quantization.float_pixel_auroc:.4f} -> "
+                f"{quantization.quantized_pixel_auroc:.4f} (max drop {quantization.max_drop} points) -> "
+                f"{'passed' if quantization.passed else 'FAILED (kept: allow_accuracy_drop)'}"
+            )
+    finally:
+        backend.close()
+    return dataclasses.replace(metadata, calibration=calibration, parity=parity, quantization=quantization)
+
+
+def _validation_count(options: ExportOptions) -> int:
+    # int8 needs a validation set large enough for a meaningful AUROC in the accuracy gate.
+    if options.precision is Precision.INT8:
+        return max(options.parity_images, options.calib_count // 2)
+    return options.parity_images
+
+
+def _threshold_method(run_metadata: ArtifactMetadata) -> tuple[ThresholdMethod, float]:
+    """Keep the run's thresholding rule (F1 on synthetic anomalies, or a target false-alarm rate)."""
+    method = run_metadata.calibration.method if run_metadata.calibration is not None else ThresholdMethod.F1.value
+    if method.startswith("fpr@"):
+        return ThresholdMethod.FPR, float(method.removeprefix("fpr@"))
+    return ThresholdMethod.F1, 0.01
+
+
+def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[Path], bool]:
+    """The normal images to calibrate on, and whether the run placed anomalies on the object."""
+    from fractalad_edge.data.datasets import find_training_images
+
+    config_path = run_dir / RUN_CONFIG_FILENAME
+    config: dict = {}
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            msg = f"{config_path} is not valid JSON ({exc}); pass calib_data (--calib-data) with a folder of normal images"
+            raise CalibrationError(msg) from None
+    folder = calib_data if calib_data is not None else config.get("data")
+    if folder is None:
+        msg = (
+            f"no calibration images: {run_dir} has no {RUN_CONFIG_FILENAME} naming its training folder; pass calib_data "
+            "(--calib-data) with a folder of normal images"
+        )
+        raise CalibrationError(msg)
+    synth = config.get("train", {}).get("synth", {}) if isinstance(config.get("train"), dict) else {}
+    return find_training_images(folder), bool(synth.get("object_placement", False))
+
+
+def _load_model(run_dir: Path, metadata: ArtifactMetadata):  # noqa: ANN202 - FractalAD; torch is imported lazily
+    from fractalad_edge.models.fractalad import ModelConfig, build_model
+    from fractalad_edge.train.checkpoint import MODEL_FILENAME, load_model_weights
+
+    model = build_model(ModelConfig.from_dict(dict(metadata.model)), pretrained_teacher=False)
+    load_model_weights(model, run_dir / MODEL_FILENAME)
+    return model.eval()
+
+
+def _check_destination(out: Path, run_dir: Path) -> None:
+    """Refuse to write over the run itself or over a folder that is not a model directory."""
+    if out.resolve() == run_dir.resolve():
+        msg = f"--out {out} is the training run itself; choose another folder (e.g. {run_dir}-onnx)"
+        raise ExportError(msg)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / METADATA_FILENAME).is_file())):
+        msg = (
+            f"--out {out} exists and is not an empty folder or a model directory; refusing to overwrite it. "
+            "Choose a new folder."
+        )
+        raise ExportError(msg)
+
+
+def _replace(staging: Path, out: Path) -> None:
+    if out.exists():
+        shutil.rmtree(out)  # an earlier artifact (checked by _check_destination)
+    staging.replace(out)
+
+
+__all__ = ["ExportOptions", "export_model", "write_torch_artifact"]

@@ -1,0 +1,202 @@
+"""The FractalAD network: frozen teacher, distilled student, CSAM, semantic-flow head.
+
+One forward pass maps a normalised image to a per-pixel anomaly map in [0, 1]; that
+forward is what gets exported. Training-only work (distillation loss, the augmented
+batch) lives in :meth:`FractalAD.training_step_outputs` so the exported graph holds
+nothing but inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fractalad_edge.errors import ConfigError, InvalidInputError
+from fractalad_edge.models.attention import cosine_distillation_loss, cosine_similarity_attention
+from fractalad_edge.models.backbones import Backbone, BackboneSpec, build_backbone, get_backbone_spec
+from fractalad_edge.models.head import SemanticFlowHead
+
+__all__ = ["FractalAD", "ModelConfig", "build_model"]
+
+_MIN_INPUT_SIZE = 64
+_MAX_HEAD_CHANNELS = 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Architecture of a FractalAD model; saved with checkpoints and exported artifacts.
+
+    ``head_channels`` is the head width C. METHOD suggests the first stage's width; 64
+    (not Lite0's thin 24) is the default because the head fuses four levels through it.
+    ``distillation=False`` is texture mode: the head reads teacher features directly and
+    there is no student.
+    """
+
+    backbone: str = "efficientnet_lite0"
+    input_size: int = 256
+    head_channels: int = 64
+    distillation: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backbone, str):
+            msg = f"backbone must be a backbone name (str), got {self.backbone!r}."
+            raise ConfigError(msg)
+        spec = get_backbone_spec(self.backbone)
+        if isinstance(self.input_size, bool) or not isinstance(self.input_size, int):
+            msg = f"input_size must be an int, got {self.input_size!r} ({type(self.input_size).__name__})."
+            raise ConfigError(msg)
+        if self.input_size < _MIN_INPUT_SIZE or self.input_size % spec.max_stride:
+            msg = (
+                f"input_size must be a multiple of {spec.max_stride} and >= {_MIN_INPUT_SIZE}, got {self.input_size}; "
+                f"e.g. 256."
+            )
+            raise ConfigError(msg)
+        if isinstance(self.head_channels, bool) or not isinstance(self.head_channels, int):
+            msg = f"head_channels must be an int, got {self.head_channels!r} ({type(self.head_channels).__name__})."
+            raise ConfigError(msg)
+        if not 1 <= self.head_channels <= _MAX_HEAD_CHANNELS:
+            msg = f"head_channels must be in [1, {_MAX_HEAD_CHANNELS}], got {self.head_channels}; e.g. 64."
+            raise ConfigError(msg)
+        if not isinstance(self.distillation, bool):
+            msg = f"distillation must be True or False, got {self.distillation!r}."
+            raise ConfigError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are refused so typos do not pass silently."""
+        if not isinstance(d, Mapping):
+            msg = f"ModelConfig.from_dict needs a mapping, got {type(d).__name__}."
+            raise ConfigError(msg)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            msg = f"Unknown ModelConfig keys {unknown}; allowed keys: {sorted(known)}."
+            raise ConfigError(msg)
+        return cls(**d)
+
+
+class FractalAD(nn.Module):
+    """Teacher/student/CSAM/head. Input: normalised ``(B, 3, S, S)``; output: anomaly map ``(B, 1, S, S)``.
+
+    The teacher is frozen and always in eval mode (``train()`` cannot change that), so its
+    BatchNorm statistics stay the ImageNet ones the features were learnt with.
+    """
+
+    teacher: Backbone
+    student: Backbone | None
+
+    def __init__(
+        self, config: ModelConfig, *, pretrained_teacher: bool = True, weights_path: str | Path | None = None
+    ) -> None:
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            msg = f"config must be a ModelConfig, got {type(config).__name__}; use ModelConfig.from_dict(...)."
+            raise ConfigError(msg)
+        self.config = config
+        self.teacher = build_backbone(
+            config.backbone, pretrained=pretrained_teacher, input_size=config.input_size, weights_path=weights_path
+        )
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+        self.student = (
+            build_backbone(config.backbone, pretrained=False, input_size=config.input_size)
+            if config.distillation
+            else None
+        )
+        spec = self.teacher.spec
+        self.head = SemanticFlowHead(
+            in_channels=spec.stage_channels,
+            strides=spec.strides,
+            channels=config.head_channels,
+            input_size=config.input_size,
+        )
+
+    @property
+    def spec(self) -> BackboneSpec:
+        """The backbone spec: mean/std the input must be normalised with."""
+        return self.teacher.spec
+
+    def train(self, mode: bool = True) -> FractalAD:
+        """Switch student and head; the teacher stays in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return  # exporters fix shapes from the example input; a Python check would only add guards
+        size = self.config.input_size
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] != size or x.shape[3] != size:
+            msg = (
+                f"FractalAD expects a normalised (B, 3, {size}, {size}) tensor, got shape {tuple(x.shape)}; "
+                "resize to the model's input_size and normalise with model.spec.mean/std first."
+            )
+            raise InvalidInputError(msg)
+
+    def _head_input(self, x: torch.Tensor) -> list[torch.Tensor]:
+        teacher_feats = self.teacher(x)
+        if self.student is None:
+            return teacher_feats
+        return cosine_similarity_attention(teacher_feats, self.student(x))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Anomaly logits ``(B, 1, S, S)`` for a normalised ``(B, 3, S, S)`` input."""
+        self._check_input(x)
+        return self.head(self._head_input(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The anomaly map ``sigmoid(logits)`` in [0, 1]: the exported inference graph."""
+        return torch.sigmoid(self.logits(x))
+
+    def training_step_outputs(self, clean: torch.Tensor, augmented: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits on augmented (B,1,S,S), distillation loss)`` for one training batch.
+
+        The teacher runs once, without grad, on clean and augmented together. The student
+        runs with grad on the clean images only (that is all distillation needs) and
+        without grad on the augmented ones, whose CSAM output is detached anyway. The
+        distillation loss is a zero tensor in texture mode.
+        """
+        self._check_input(clean)
+        self._check_input(augmented)
+        if clean.shape != augmented.shape:
+            msg = f"clean and augmented batches must have the same shape, got {tuple(clean.shape)} and {tuple(augmented.shape)}."
+            raise InvalidInputError(msg)
+        if self.student is None:
+            with torch.no_grad():
+                teacher_aug = self.teacher(augmented)
+            return self.head(teacher_aug), torch.zeros((), device=clean.device, dtype=clean.dtype)
+        batch = clean.shape[0]
+        with torch.no_grad():
+            teacher_both = self.teacher(torch.cat([clean, augmented], dim=0))
+        teacher_clean = [f[:batch] for f in teacher_both]
+        teacher_aug = [f[batch:] for f in teacher_both]
+        distill = cosine_distillation_loss(teacher_clean, self.student(clean))
+        with torch.no_grad():
+            student_aug = self.student(augmented)
+        logits = self.head(cosine_similarity_attention(teacher_aug, student_aug))
+        return logits, distill
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Student and head tensors only (``student.*``, ``head.*``): the part training changes.
+
+        A small file, but restoring it needs the same teacher weights file again. For
+        checkpoints and export prefer the full ``state_dict()``: self-contained, and it
+        loads into ``FractalAD(config, pretrained_teacher=False)`` with no weights file.
+        """
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
+
+
+def build_model(
+    config: ModelConfig, *, pretrained_teacher: bool = True, weights_path: str | Path | None = None
+) -> FractalAD:
+    """Keyword-only builder (torchvision style) for :class:`FractalAD`."""
+    return FractalAD(config, pretrained_teacher=pretrained_teacher, weights_path=weights_path)

@@ -1,0 +1,156 @@
+"""The facade: load any exported model, get a score, a decision and a heat map per frame.
+
+```python
+from fractalad_edge import Predictor
+p = Predictor.load("models/bottle-ov")      # runtime picked from the artifact
+r = p.predict(frame)                        # HxWx3 uint8, BGR by default (OpenCV order)
+r.score, r.is_anomalous, r.anomaly_map, r.mask
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fractalad_edge.artifact import ArtifactMetadata, ScoreCalibration, read_metadata
+from fractalad_edge.errors import ConfigError
+from fractalad_edge.preprocess import (
+    image_scores,
+    normalize_image_scores,
+    normalize_pixel_map,
+    prepare_batch,
+    resize_map,
+)
+from fractalad_edge.runtimes.base import Backend, load_backend
+
+
+@dataclass(frozen=True)
+class AnomalyResult:
+    """One frame's verdict. Scores are normalised so that 0.5 is the calibrated threshold."""
+
+    pred_score: float  # image score in [0, 1]; >= 0.5 means anomalous
+    pred_label: bool  # the decision
+    anomaly_map: np.ndarray  # float32 (H, W) at the frame's own size, normalised like pred_score
+    pred_mask: np.ndarray  # bool (H, W): anomaly_map >= 0.5
+    raw_score: float  # before normalisation, in the model's own units
+
+    # short names for embedded code
+    @property
+    def score(self) -> float:
+        return self.pred_score
+
+    @property
+    def is_anomalous(self) -> bool:
+        return self.pred_label
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.pred_mask
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no arrays)."""
+        return {
+            "pred_score": round(self.pred_score, 6),
+            "pred_label": self.pred_label,
+            "raw_score": round(self.raw_score, 6),
+            "anomalous_pixels": int(self.pred_mask.sum()),
+        }
+
+
+class Predictor:
+    """One API over every runtime; pre/post-processing come from the artifact's metadata."""
+
+    def __init__(self, backend: Backend, metadata: ArtifactMetadata, *, channel_order: str = "bgr") -> None:
+        if channel_order not in ("bgr", "rgb"):
+            msg = f"channel_order must be 'bgr' (OpenCV frames) or 'rgb', got {channel_order!r}"
+            raise ConfigError(msg)
+        self.backend = backend
+        self.metadata = metadata
+        self.channel_order = channel_order
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        runtime: str | None = None,
+        device: str = "cpu",
+        channel_order: str = "bgr",
+        verify: bool = True,
+        **runtime_options: Any,
+    ) -> Predictor:
+        """Open a model directory; ``runtime`` defaults to the one the artifact was exported for."""
+        directory = Path(path)
+        metadata = read_metadata(directory, verify=verify)
+        backend = load_backend(directory, metadata, runtime=runtime, device=device, **runtime_options)
+        return cls(backend, metadata, channel_order=channel_order)
+
+    # -- the hot path --------------------------------------------------------------------
+    def raw_maps(self, frames: Sequence[np.ndarray], *, channel_order: str | None = None) -> np.ndarray:
+        """Model-size anomaly maps (N, S, S) before calibration; for evaluation and calibration."""
+        batch, _ = prepare_batch(frames, self.metadata.input, channel_order=channel_order or self.channel_order)
+        return self._infer(batch)
+
+    def predict(self, frame: np.ndarray) -> AnomalyResult:
+        return self.predict_batch([frame])[0]
+
+    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[AnomalyResult]:
+        batch, sizes = prepare_batch(frames, self.metadata.input, channel_order=self.channel_order)
+        maps = self._infer(batch)
+        return self.results_from_maps(maps, sizes)
+
+    def results_from_maps(self, maps: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[AnomalyResult]:
+        raw = image_scores(maps, self.metadata.score)
+        calibration = self.metadata.calibration
+        if calibration is None:
+            # Uncalibrated: the sigmoid's own 0.5 is the threshold on both levels.
+            scores, norm_maps = np.clip(raw, 0.0, 1.0), maps
+        else:
+            scores, norm_maps = normalize_image_scores(raw, calibration), normalize_pixel_map(maps, calibration)
+        results = []
+        for index, (height, width) in enumerate(sizes):
+            full = resize_map(np.ascontiguousarray(norm_maps[index], dtype=np.float32), height, width)
+            results.append(
+                AnomalyResult(
+                    pred_score=float(scores[index]),
+                    pred_label=bool(scores[index] >= 0.5),
+                    anomaly_map=full,
+                    pred_mask=full >= 0.5,
+                    raw_score=float(raw[index]),
+                )
+            )
+        return results
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        limit = self.backend.max_batch
+        if limit is None or batch.shape[0] <= limit:
+            return self.backend.infer(batch)
+        return np.concatenate([self.backend.infer(batch[i : i + limit]) for i in range(0, batch.shape[0], limit)])
+
+    # -- configuration ---------------------------------------------------------------------
+    def with_calibration(self, calibration: ScoreCalibration) -> Predictor:
+        """The same model with other thresholds (nothing is reloaded)."""
+        return Predictor(self.backend, dataclasses.replace(self.metadata, calibration=calibration), channel_order=self.channel_order)
+
+    @property
+    def runtime(self) -> str:
+        return self.backend.name
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        return f"Predictor(runtime={self.runtime!r}, format={m.format.value!r}, precision={m.precision.value!r}, input={m.input.height}x{m.input.width})"

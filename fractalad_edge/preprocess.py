@@ -1,0 +1,95 @@
+"""Pre- and post-processing shared by every runtime, in numpy and OpenCV.
+
+Written once from the artifact's metadata so that torch, onnxruntime, OpenVINO and
+TensorRT see bit-identical inputs and turn maps into scores the same way. Training
+uses :func:`resize_image` too, so the model is trained on what it will be fed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from fractalad_edge.artifact import InputSpec, ScoreCalibration, ScoreReduction, ScoreSpec
+from fractalad_edge.data.images import to_uint8_rgb
+from fractalad_edge.errors import InvalidInputError
+
+
+def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a uint8 image; area filter when shrinking (no aliasing), bilinear when growing."""
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image
+    shrinking = height * width < h * w
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def normalize(images_rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 (N, H, W, 3) RGB -> float32 (N, 3, H, W), ``(x - mean) / std`` in pixel units."""
+    scale = np.asarray([1.0 / s for s in std], dtype=np.float32)
+    offset = np.asarray(mean, dtype=np.float32) * scale
+    batch = images_rgb.astype(np.float32) * scale - offset
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+
+def prepare_batch(
+    frames: Sequence[np.ndarray], spec: InputSpec, *, channel_order: str = "bgr"
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Frames of any size -> the model's float32 NCHW batch, and each frame's own (H, W)."""
+    if len(frames) == 0:
+        msg = "no frames given; pass at least one HxWx3 uint8 image"
+        raise InvalidInputError(msg)
+    rgb: list[np.ndarray] = []
+    sizes: list[tuple[int, int]] = []
+    for index, frame in enumerate(frames):
+        if not isinstance(frame, np.ndarray):
+            msg = f"frame {index}: expected a numpy array (H, W, 3), got {type(frame).__name__}"
+            raise InvalidInputError(msg)
+        image = to_uint8_rgb(frame, channel_order=channel_order)
+        sizes.append((image.shape[0], image.shape[1]))
+        rgb.append(resize_image(image, spec.height, spec.width))
+    batch = np.stack(rgb)
+    if spec.channel_order == "bgr":
+        batch = batch[..., ::-1]
+    return normalize(batch, spec.mean, spec.std), sizes
+
+
+def image_scores(maps: np.ndarray, spec: ScoreSpec) -> np.ndarray:
+    """Reduce (N, H, W) anomaly maps to (N,) image scores, as the metadata says."""
+    flat = maps.reshape(maps.shape[0], -1)
+    if spec.reduction is ScoreReduction.MEAN:
+        return flat.mean(axis=1)
+    if spec.reduction is ScoreReduction.MAX:
+        return flat.max(axis=1)
+    k = max(1, int(round(flat.shape[1] * spec.topk_fraction)))
+    top = np.partition(flat, flat.shape[1] - k, axis=1)[:, flat.shape[1] - k :]
+    return top.mean(axis=1)
+
+
+def normalize_score(raw: np.ndarray | float, threshold: float, low: float, high: float) -> np.ndarray:
+    """Map raw scores so the threshold lands on 0.5, clipped to [0, 1] (anomalib's convention)."""
+    return np.clip(0.5 + (np.asarray(raw, dtype=np.float32) - threshold) / (high - low), 0.0, 1.0)
+
+
+def normalize_image_scores(raw: np.ndarray, calibration: ScoreCalibration) -> np.ndarray:
+    return normalize_score(raw, calibration.image_threshold, calibration.image_min, calibration.image_max)
+
+
+def normalize_pixel_map(anomaly_map: np.ndarray, calibration: ScoreCalibration) -> np.ndarray:
+    return normalize_score(anomaly_map, calibration.pixel_threshold, calibration.pixel_min, calibration.pixel_max)
+
+
+def resize_map(anomaly_map: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bring a float map back to the frame's own size (bilinear)."""
+    if anomaly_map.shape == (height, width):
+        return anomaly_map
+    return cv2.resize(anomaly_map, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def overlay(image_rgb: np.ndarray, anomaly_map: np.ndarray, *, alpha: float = 0.5) -> np.ndarray:
+    """A heat map blended over the image, uint8 RGB; ``anomaly_map`` in [0, 1] at image size."""
+    heat = cv2.applyColorMap(np.clip(anomaly_map * 255.0, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(image_rgb, 1.0 - alpha, heat, alpha, 0.0)

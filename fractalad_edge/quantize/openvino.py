@@ -1,0 +1,180 @@
+"""INT8 for OpenVINO with NNCF, applied to the OpenVINO model (not to the torch module).
+
+NNCF's OpenVINO backend needs nothing but ``openvino`` and ``nncf``; the torch backend
+would compile a C++ extension at first use, which edge build machines often cannot do.
+
+Two modes:
+
+* ``ptq``: ``nncf.quantize`` with every calibration sample (``subset_size=len(calibration)``),
+  fast bias correction on;
+* ``accuracy-control``: ``nncf.quantize_with_accuracy_control``, which reverts the most
+  harmful quantizers to float until pixel AUROC on the held-out synthetic validation set
+  is within ``max_drop`` points of the float model.
+
+Float regions (:class:`~fractalad_edge.quantize.FloatRegion`) are found structurally in the
+graph and passed as an ``IgnoredScope`` by node name. See :data:`DEFAULT_KEEP_FLOAT` for the
+measured choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fractalad_edge.artifact import InputSpec
+from fractalad_edge.errors import CalibrationError, ConfigError, QuantizationError
+from fractalad_edge.quantize import DEFAULT_KEEP_FLOAT, FloatRegion, float_regions, mask_at, model_input
+from fractalad_edge.runtimes.base import require
+
+if TYPE_CHECKING:
+    import openvino as ov
+
+    from fractalad_edge.calibration.dataset import CalibrationSample, CalibrationSet
+
+MODES = ("ptq", "accuracy-control")
+PRESETS = ("performance", "mixed")
+
+#: ops of the cosine similarity attention (the backbones use none of them except Multiply in
+#: squeeze-excitation, which EfficientNet-Lite and ResNet do not have)
+_CSAM_TYPES = frozenset({"ReduceSum", "Sqrt", "Divide", "Subtract", "Multiply", "Maximum", "Power"})
+_CONVOLUTIONS = frozenset({"Convolution", "GroupConvolution"})
+_LEAVES = frozenset({"Constant", "Parameter"})
+
+
+def float_node_names(model: ov.Model, keep_float: Iterable[str | FloatRegion]) -> list[str]:
+    """Friendly names of the ops that make up the requested float regions, in graph order."""
+    regions = float_regions(keep_float)
+    names: set[str] = set()
+    ops = list(model.get_ordered_ops())
+    if FloatRegion.CSAM in regions:
+        names.update(op.get_friendly_name() for op in ops if op.get_type_name() in _CSAM_TYPES)
+    if FloatRegion.FLOW in regions:
+        for op in ops:
+            if op.get_type_name() == "GridSample":
+                names.add(op.get_friendly_name())
+                names.update(_upstream_until_conv(op.input_value(1).get_node()))
+    if FloatRegion.CLASSIFIER in regions:
+        names.update(_output_path_to_conv(model))
+    return [op.get_friendly_name() for op in ops if op.get_friendly_name() in names]
+
+
+def _upstream_until_conv(node: Any) -> set[str]:
+    """The grid's producers back to (and including) the flow convolution."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        name, kind = current.get_friendly_name(), current.get_type_name()
+        if name in found or kind in _LEAVES:
+            continue
+        found.add(name)
+        if kind in _CONVOLUTIONS:
+            continue
+        stack.extend(value.get_node() for value in current.input_values())
+    return found
+
+
+def _output_path_to_conv(model: ov.Model) -> set[str]:
+    """Everything between each output and its nearest convolution: the logit conv, its bias,
+    the final upsampling and the sigmoid (quantizing the logit itself would step the map)."""
+    found: set[str] = set()
+    for result in model.get_results():
+        found.update(_upstream_until_conv(result.input_value(0).get_node()))
+    return found
+
+
+def quantize_openvino_model(
+    model: ov.Model,
+    calibration: CalibrationSet,
+    input_spec: InputSpec,
+    *,
+    validation: CalibrationSet | None = None,
+    mode: str = "ptq",
+    keep_float: Sequence[str | FloatRegion] = DEFAULT_KEEP_FLOAT,
+    preset: str = "performance",
+    max_drop: float = 0.5,
+) -> ov.Model:
+    """An INT8 copy of ``model`` calibrated on ``calibration`` (real normals + fractal anomalies).
+
+    ``max_drop`` (pixel AUROC points) is used by ``accuracy-control`` only; the final check
+    for every mode is :func:`fractalad_edge.quantize.gate.accuracy_gate`.
+    """
+    nncf = require("nncf", "openvino")
+    if mode not in MODES:
+        msg = f"OpenVINO quantization mode must be one of {MODES}, got {mode!r}"
+        raise ConfigError(msg)
+    if preset not in PRESETS:
+        msg = f"NNCF preset must be one of {PRESETS}, got {preset!r}"
+        raise ConfigError(msg)
+    if len(calibration) == 0:
+        msg = "the calibration set is empty; give --calib-data a folder of normal images and a count >= 2"
+        raise CalibrationError(msg)
+
+    def transform(sample: CalibrationSample) -> np.ndarray:
+        return model_input(sample, input_spec)
+
+    ignored = float_node_names(model, keep_float)
+    common: dict[str, Any] = {
+        "preset": nncf.QuantizationPreset(preset),
+        "subset_size": len(calibration),
+        "ignored_scope": nncf.IgnoredScope(names=ignored) if ignored else None,
+    }
+    dataset = nncf.Dataset(calibration, transform)
+    try:
+        if mode == "ptq":
+            return nncf.quantize(model, dataset, **common)
+        if validation is None or len(validation) == 0:
+            msg = "accuracy-control quantization needs a validation set; build one with CalibrationConfig(validation_count > 0)"
+            raise CalibrationError(msg)
+        _require_both_classes(validation)
+        if max_drop < 0:
+            msg = f"max_drop is in AUROC points and must be >= 0, got {max_drop}"
+            raise ConfigError(msg)
+        return nncf.quantize_with_accuracy_control(
+            model,
+            dataset,
+            nncf.Dataset(validation, transform),
+            _pixel_auroc_validation(input_spec),
+            max_drop=max_drop / 100.0,
+            **common,
+        )
+    except nncf.ValidationError as exc:  # e.g. an ignored-scope name NNCF cannot find
+        msg = f"NNCF refused the model: {exc}"
+        raise QuantizationError(msg) from exc
+
+
+def _require_both_classes(validation: CalibrationSet) -> None:
+    labels = validation.labels
+    if labels.all() or not labels.any():
+        msg = (
+            f"the validation set needs normal and anomalous samples to measure AUROC, got {int(labels.sum())} "
+            f"anomalous of {len(labels)}; use an anomaly_ratio strictly between 0 and 1"
+        )
+        raise CalibrationError(msg)
+
+
+def _pixel_auroc_validation(input_spec: InputSpec) -> Any:
+    """NNCF validation function: pixel AUROC of the maps against the synthetic masks.
+
+    Pixel AUROC is the stable metric on a few dozen images (image AUROC moves in steps of
+    1 / (normals x anomalies)). The per-sample maps are returned too, so NNCF ranks
+    quantizers by how much they change the output instead of by a per-image metric that a
+    normal image alone cannot define.
+    """
+    from fractalad_edge.metrics import pixel_auroc
+
+    def validate(compiled_model: Any, samples: Iterable[CalibrationSample]) -> tuple[float, list[list[np.ndarray]]]:
+        maps, masks = [], []
+        for sample in samples:
+            output = np.asarray(compiled_model(model_input(sample, input_spec))[0], dtype=np.float32)
+            maps.append(output.reshape(input_spec.height, input_spec.width))
+            masks.append(mask_at(sample.mask, input_spec.height, input_spec.width))
+        values = [[m] for m in maps]
+        stacked = np.stack(masks)
+        if not stacked.any() or stacked.all():
+            return float("nan"), values  # NNCF probes with a single item to learn the return type
+        return pixel_auroc(stacked, np.stack(maps)), values
+
+    return validate

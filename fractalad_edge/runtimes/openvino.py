@@ -1,0 +1,147 @@
+"""The OpenVINO backend: IR (or ONNX) artifacts on CPU, integrated GPU, NPU or AUTO.
+
+No torch import. The inference precision is always set explicitly from the artifact:
+OpenVINO's CPU plugin otherwise picks bf16 by itself on CPUs with AVX512-BF16/AMX, and an
+fp32 artifact would silently lose about three decimal digits (and drift from the
+thresholds it was calibrated with).
+
+- fp32 and int8 artifacts: ``f32`` (int8 layers run int8; everything else stays f32).
+- bf16: ``bf16``. A CPU without bf16 arithmetic (no AVX512-BF16/AMX, e.g. AVX2-only) runs
+  f32 instead; OpenVINO resolves the hint to f32 there.
+- fp16: ``f16``. GPUs and NPUs run f16; a CPU runs f16 only with native FP16 arithmetic
+  (ARM, AVX512-FP16); other CPUs run f32 on the fp16 weights, which are upcast at load.
+
+``describe()`` reports the precision the compiled model actually runs, read back from
+OpenVINO, so a benchmark never claims bf16 where f32 ran.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fractalad_edge.artifact import ArtifactMetadata, ModelFormat, Precision
+from fractalad_edge.errors import ConfigError, RuntimeMismatchError
+from fractalad_edge.runtimes.base import Backend, require
+
+IR_FILENAME = "model.xml"
+ONNX_FILENAME = "model.onnx"
+
+PRECISION_HINTS: dict[Precision, str] = {
+    Precision.FP32: "f32",
+    Precision.INT8: "f32",
+    Precision.BF16: "bf16",
+    Precision.FP16: "f16",
+}
+PERFORMANCE_HINTS = ("latency", "throughput")
+DEVICES = ("cpu", "gpu", "npu", "auto")
+
+
+def openvino_device(device: str) -> str:
+    """'cpu' -> 'CPU', 'gpu:1' -> 'GPU.1' (OpenVINO's names)."""
+    kind, _, index = device.lower().partition(":")
+    if kind not in DEVICES or (index and not index.isdigit()):
+        msg = f"OpenVINO device must be one of {', '.join(DEVICES)} (optionally 'gpu:N'), got {device!r}"
+        raise ConfigError(msg)
+    return kind.upper() + (f".{index}" if index else "")
+
+
+class OpenVINOBackend(Backend):
+    name = "openvino"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        precision: Precision = Precision.FP32,
+        device: str = "cpu",
+        performance_hint: str = "latency",
+        threads: int | None = None,
+    ) -> None:
+        ov = require("openvino", "openvino")
+        if performance_hint not in PERFORMANCE_HINTS:
+            msg = f"performance_hint must be one of {', '.join(PERFORMANCE_HINTS)}, got {performance_hint!r}"
+            raise ConfigError(msg)
+        if threads is not None and threads < 1:
+            msg = f"threads must be >= 1 (or None for OpenVINO's default), got {threads}"
+            raise ConfigError(msg)
+        target = openvino_device(device)
+        core = ov.Core()
+        if target != "AUTO" and target.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
+            msg = f"OpenVINO sees no {target} device here (available: {', '.join(core.available_devices)}); use device='cpu'"
+            raise RuntimeMismatchError(msg)
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": performance_hint.upper(),
+            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
+        }
+        if threads is not None:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(core.read_model(str(model_path)), target, config)
+        self.request = self.compiled.create_infer_request()
+        self.device = target
+        self.precision = precision
+        self.performance_hint = performance_hint
+        self.threads = threads
+        self.version = ov.get_version()
+        shape = self.compiled.input(0).get_partial_shape()
+        self.input_shape = tuple(d.get_length() if d.is_static else -1 for d in shape)
+        self.max_batch = self.input_shape[0] if self.input_shape[0] > 0 else None
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        metadata: ArtifactMetadata,
+        *,
+        device: str = "cpu",
+        performance_hint: str = "latency",
+        threads: int | None = None,
+        **options: Any,
+    ) -> OpenVINOBackend:
+        if options:
+            msg = f"the openvino runtime takes the options device, performance_hint and threads, not {sorted(options)}"
+            raise ConfigError(msg)
+        filename = IR_FILENAME if metadata.format is ModelFormat.OPENVINO else ONNX_FILENAME
+        return cls(
+            Path(directory) / filename,
+            precision=metadata.precision,
+            device=device,
+            performance_hint=performance_hint,
+            threads=threads,
+        )
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if self.max_batch is not None and batch.shape != self.input_shape:
+            msg = f"OpenVINO model expects input {self.input_shape}, got {batch.shape}"
+            raise RuntimeMismatchError(msg)
+        self.request.infer({0: batch})
+        return np.array(self.request.get_output_tensor(0).data[:, 0], dtype=np.float32, copy=True)
+
+    def inference_precision(self) -> str:
+        """The precision the compiled model runs (OpenVINO's resolution of the hint)."""
+        try:
+            value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+            return value.get_type_name() if hasattr(value, "get_type_name") else str(value)  # ov.Type -> "f32"
+        except RuntimeError:  # AUTO does not expose it; the device it picked decides
+            return f"{PRECISION_HINTS[self.precision]} (hint; chosen device decides)"
+
+    def close(self) -> None:
+        self.request = None  # type: ignore[assignment]
+        self.compiled = None  # type: ignore[assignment]
+
+    def describe(self) -> dict[str, str]:
+        try:
+            executing = ",".join(self.compiled.get_property("EXECUTION_DEVICES"))
+        except RuntimeError:
+            executing = self.device
+        return {
+            "runtime": self.name,
+            "device": executing,
+            "inference_precision": self.inference_precision(),
+            "performance_hint": self.performance_hint,
+            "threads": "default" if self.threads is None else str(self.threads),
+            "openvino": self.version,
+        }

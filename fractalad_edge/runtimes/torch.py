@@ -1,0 +1,62 @@
+"""The reference runtime: the FractalAD module in eager torch, CPU or CUDA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fractalad_edge.artifact import ArtifactMetadata, Precision
+from fractalad_edge.errors import RuntimeMismatchError
+from fractalad_edge.models.fractalad import FractalAD, ModelConfig, build_model
+from fractalad_edge.runtimes.base import Backend
+
+_DTYPES = {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, model: FractalAD, *, device: str = "cpu", precision: Precision = Precision.FP32) -> None:
+        if precision not in _DTYPES:
+            msg = f"the torch runtime runs fp32, fp16 or bf16, not {precision.value}; export to openvino or onnx for int8"
+            raise RuntimeMismatchError(msg)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            msg = f"device {device!r} requested but torch sees no CUDA device; use device='cpu'"
+            raise RuntimeMismatchError(msg)
+        self.device = torch.device(device)
+        self.dtype = _DTYPES[precision]
+        self.model = model.eval().to(self.device)
+        if self.dtype is not torch.float32 and self.device.type == "cuda":
+            self.model = self.model.to(self.dtype)
+        self.channels_last = True
+        self.model = self.model.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def open(cls, directory: Path, metadata: ArtifactMetadata, *, device: str = "cpu", **options: Any) -> TorchBackend:
+        from fractalad_edge.train.checkpoint import MODEL_FILENAME, load_model_weights
+
+        model = build_model(ModelConfig.from_dict(dict(metadata.model)), pretrained_teacher=False)
+        load_model_weights(model, directory / MODEL_FILENAME)
+        precision = Precision(options.pop("precision", metadata.precision))
+        if options:
+            msg = f"the torch runtime takes no options {sorted(options)}"
+            raise RuntimeMismatchError(msg)
+        return cls(model, device=device, precision=precision)
+
+    @torch.inference_mode()
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            maps = self.model(x.to(self.dtype))
+        else:
+            # On CPU, reduced precision runs through autocast: weights stay fp32, convs run bf16.
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype is not torch.float32):
+                maps = self.model(x)
+        return maps[:, 0].float().cpu().numpy()
+
+    def describe(self) -> dict[str, str]:
+        return {"runtime": self.name, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+                "threads": str(torch.get_num_threads()), "torch": torch.__version__}

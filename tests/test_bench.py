@@ -1,0 +1,277 @@
+"""The benchmark driver and its parts: timing, MAC counting, environment, reports.
+
+The end-to-end test runs ``run_bench`` on the tiny fixture run against a tiny generated
+MVTec-layout test set, with every CPU runtime and a runtime that cannot run here, and
+checks what a reader of the report relies on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fractalad_edge.artifact import Precision
+from fractalad_edge.bench.latency import LatencyStats, interleaved_rounds, round_sizes
+from fractalad_edge.bench.matrix import BenchConfig, plan, unavailable
+from fractalad_edge.bench.system import cpu_model, package_versions
+from fractalad_edge.errors import ConfigError
+
+# --------------------------------------------------------------------------- timing
+
+
+def test_round_sizes_split_runs_exactly() -> None:
+    assert round_sizes(10, 3) == [4, 3, 3]
+    assert sum(round_sizes(100, 7)) == 100
+    with pytest.raises(ConfigError, match="runs >= rounds"):
+        round_sizes(3, 5)
+
+
+def test_interleaved_rounds_rotate_the_order_and_warm_up() -> None:
+    calls: list[str] = []
+
+    def task(name: str):
+        def run() -> str:
+            calls.append(name)
+            return name
+
+        return run
+
+    results = interleaved_rounds({n: task(n) for n in "abc"}, runs=6, rounds=3, warmup=1, settle=1)
+    assert {k: len(v) for k, v in results.items()} == {"a": 6, "b": 6, "c": 6}
+    warm, timed = calls[:3], calls[3:]
+    assert warm == ["a", "b", "c"]
+    # each block: 1 settle call + 2 timed calls; block starts show the rotation
+    block_starts = timed[::3]
+    assert block_starts == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_latency_stats_are_order_statistics_in_ms() -> None:
+    seconds = [0.001 * v for v in range(1, 101)]  # 1..100 ms
+    stats = LatencyStats.from_seconds(seconds)
+    assert stats.count == 100
+    assert stats.p50_ms == pytest.approx(50.5)
+    assert stats.p10_ms == pytest.approx(10.9)
+    assert stats.p99_ms == pytest.approx(99.01)
+    assert stats.min_ms == pytest.approx(1.0) and stats.max_ms == pytest.approx(100.0)
+    assert stats.relative_spread == pytest.approx((stats.p90_ms - stats.p10_ms) / stats.p50_ms)
+    with pytest.raises(ConfigError):
+        LatencyStats.from_seconds([])
+
+
+# --------------------------------------------------------------------------- MACs
+
+
+def test_count_macs_by_hand() -> None:
+    torch = pytest.importorskip("torch")
+    from fractalad_edge.bench.flops import count_macs
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),  # 8*8*8 outputs x 3*9
+        torch.nn.Conv2d(8, 8, 3, padding=1, groups=8),  # depthwise: 8*8*8 x 9
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 8 * 8, 10),  # 10 x 512
+    )
+    count = count_macs(model, 8)
+    assert count.by_type == {"Conv2d": 512 * 27 + 512 * 9, "Linear": 5120}
+    assert count.total == 512 * 27 + 512 * 9 + 5120
+    assert count.layers == 3
+    assert count.gflops_per_second(1e-3) == pytest.approx(2 * count.total / 1e-3 / 1e9)
+    assert math.isnan(count.gflops_per_second(0.0))
+
+
+def test_count_macs_matches_torch_flop_counter_on_fractalad() -> None:
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fractalad_edge.bench.flops import count_macs
+    from fractalad_edge.models.fractalad import ModelConfig, build_model
+
+    model = build_model(ModelConfig(input_size=64, head_channels=16), pretrained_teacher=False).eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, 64, 64))
+    assert count_macs(model, 64).total == counter.get_total_flops() // 2
+    assert not model.training
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def test_cpu_model_reads_proc_cpuinfo(tmp_path: Path) -> None:
+    (tmp_path / "x86").write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\n")
+    (tmp_path / "arm").write_text("processor\t: 0\nBogoMIPS\t: 62.50\n\nHardware\t: NVIDIA Jetson Orin Nano\n")
+    assert cpu_model(tmp_path / "x86") == "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz"
+    assert cpu_model(tmp_path / "arm") == "NVIDIA Jetson Orin Nano"
+    assert cpu_model(tmp_path / "missing")  # falls back to platform, never empty
+
+
+def test_package_versions_lists_installed_only() -> None:
+    versions = package_versions()
+    assert versions["numpy"] == np.__version__
+    assert "tensorrt" not in versions or importlib.util.find_spec("tensorrt") is not None
+
+
+# --------------------------------------------------------------------------- config and plan
+
+
+def test_bench_config_validates() -> None:
+    config = BenchConfig(precisions=("fp32",))
+    assert config.precisions == (Precision.FP32,)
+    with pytest.raises(ConfigError, match="unknown runtime"):
+        BenchConfig(runtimes=("tflite",))
+    with pytest.raises(ConfigError, match="runs >= rounds"):
+        BenchConfig(runs=5, rounds=10)
+    with pytest.raises(ConfigError, match="threads"):
+        BenchConfig(threads=0)
+    with pytest.raises(ConfigError, match="device"):
+        BenchConfig(device="tpu")
+    with pytest.raises(ConfigError, match="max_test_images"):
+        BenchConfig(max_test_images=1)
+    with pytest.raises(ConfigError, match="precision"):
+        BenchConfig(precisions=("int4",))
+
+
+def test_plan_skips_combinations_with_no_path() -> None:
+    planned = {item.name: reason for item, reason in plan(BenchConfig(runtimes=("torch", "onnxruntime"), precisions=("fp32", "int8", "fp16")))}
+    assert planned["torch-fp32"] is None and planned["onnxruntime-int8"] is None
+    assert "no int8 path" in planned["torch-int8"]
+    assert "CUDA" in planned["torch-fp16"]
+    assert "no fp16 export" in planned["onnxruntime-fp16"]
+
+
+def test_unavailable_names_device_or_package() -> None:
+    assert "does not run on device 'cpu'" in unavailable("tensorrt", "cpu")
+    assert unavailable("onnxruntime", "cpu") is None or importlib.util.find_spec("onnxruntime") is None
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def _mvtec_test_set(root: Path, normal_images_dir: Path, *, side: int = 96) -> Path:
+    """widget/test/{good,scratch} + ground_truth/scratch, made from the fixture's parts.
+
+    Defects are dark red ellipses painted exactly where the mask says, on images resized to a
+    camera-like size larger than the model input (so pre- and post-processing resize).
+    """
+    category = root / "widget"
+    good, bad, truth = category / "test" / "good", category / "test" / "scratch", category / "ground_truth" / "scratch"
+    for folder in (good, bad, truth, category / "train" / "good"):
+        folder.mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    sources = sorted(normal_images_dir.glob("*.png"))
+    for index, path in enumerate(sources[-6:]):
+        image = cv2.resize(cv2.imread(str(path)), (side, side), interpolation=cv2.INTER_LINEAR)
+        if index < 3:
+            cv2.imwrite(str(good / f"{index:03d}.png"), image)
+            continue
+        mask = np.zeros((side, side), np.uint8)
+        centre = (int(rng.integers(30, 66)), int(rng.integers(30, 66)))
+        cv2.ellipse(mask, centre, (int(rng.integers(6, 14)), int(rng.integers(3, 7))), float(rng.uniform(0, 180)), 0, 360, 255, -1)
+        image[mask > 0] = (20, 20, 90)
+        cv2.imwrite(str(bad / f"{index:03d}.png"), image)
+        cv2.imwrite(str(truth / f"{index:03d}_mask.png"), mask)
+    return category
+
+
+def _quantization_available() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("nncf", "openvino", "onnxruntime")) and importlib.util.find_spec(
+        "fractalad_edge.quantize.openvino"
+    ) is not None
+
+
+@pytest.fixture(scope="module")
+def bench_out(tiny_run: Path, normal_images_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("fractalad_edge.export.pipeline")
+    from fractalad_edge.bench.matrix import run_bench
+
+    data = _mvtec_test_set(tmp_path_factory.mktemp("mvtec"), normal_images_dir)
+    out = tmp_path_factory.mktemp("bench")
+    precisions = ("fp32", "int8") if _quantization_available() else ("fp32",)
+    config = BenchConfig(
+        runtimes=("torch", "onnxruntime", "openvino", "tensorrt"),
+        precisions=precisions,
+        warmup=1,
+        runs=4,
+        rounds=2,
+        throughput_batch=2,
+        threads=1,  # the test machine is shared: one thread per runtime keeps timings sane and the test short
+    )
+    messages: list[str] = []
+    report = run_bench(tiny_run, data, out, config, progress=messages.append)
+    return report, out, data, messages
+
+
+def test_bench_writes_readable_reports(bench_out) -> None:
+    report, out, _, messages = bench_out
+    for name in ("report.md", "report.json", "report.png"):
+        assert (out / name).is_file(), name
+    png = cv2.imread(str(out / "report.png"))
+    assert png is not None and png.shape[0] > 300 and png.shape[1] > 500
+    markdown = (out / "report.md").read_text()
+    assert "| onnxruntime-fp32 |" in markdown and "How this was measured" in markdown
+    assert report.environment.cpu_model in markdown
+    assert any("p50 ms" in m for m in messages), "the console table is printed through progress"
+    data = json.loads((out / "report.json").read_text())
+    assert {r["name"] for r in data["results"]} == {r.name for r in report.results}
+    assert data["environment"]["packages"]["numpy"] == np.__version__
+    assert data["macs"]["total"] > 0
+
+
+def test_every_working_row_has_latency_accuracy_and_memory(bench_out) -> None:
+    report, _, _, _ = bench_out
+    working = [r for r in report.results if r.ok]
+    assert {"torch-fp32", "onnxruntime-fp32", "openvino-fp32"} <= {r.name for r in working}
+    for row in working:
+        lat = row.latency
+        assert lat is not None and lat.full.count == 4
+        assert 0 < lat.full.p10_ms <= lat.full.p50_ms <= lat.full.p90_ms <= lat.full.max_ms
+        assert lat.preprocess.p50_ms > 0 and lat.inference.p50_ms > 0 and lat.postprocess.p50_ms > 0
+        assert row.throughput is not None and row.throughput.images_per_second > 0
+        assert 0.0 <= row.metric("image_auroc") <= 1.0 and 0.0 <= row.metric("pixel_auroc") <= 1.0
+        assert 0.0 <= row.metric("aupro") <= 1.0
+        assert row.accuracy["num_images"] == 6 and row.accuracy["num_anomalous"] == 3
+        assert row.size_mb > 0 and row.gflops_per_second > 0
+        assert row.memory is not None and row.memory.peak_mb >= row.memory.loaded_mb > row.memory.baseline_mb > 0
+    reference = report.result("torch-fp32")
+    assert report.reference == "torch-fp32" and reference.speedup == 1.0 and reference.map_max_abs_diff == 0.0
+    onnx = report.result("onnxruntime-fp32")
+    assert onnx.parity is not None and onnx.parity["passed"]
+    assert onnx.map_mean_abs_diff < 1e-3, "fp32 ONNX must reproduce the torch maps on the test set"
+    openvino = report.result("openvino-fp32")
+    assert openvino.async_throughput is not None and openvino.async_throughput.images_per_second > 0
+
+
+def test_unrunnable_configurations_are_rows_that_say_why(bench_out) -> None:
+    report, _, _, _ = bench_out
+    trt = report.result("tensorrt-fp32")
+    assert trt.status.startswith("failed:") and "tensorrt" in trt.status
+    assert trt.latency is None
+    if any(r.precision == "int8" for r in report.results):
+        assert report.result("torch-int8").status.startswith("skipped:")
+        assert report.result("openvino-int8").ok, report.result("openvino-int8").status
+    markdown = Path(report.files["markdown"]).read_text()
+    assert trt.status[:40] in markdown
+
+
+def test_rerun_reuses_exports_and_survives_a_broken_one(bench_out, tiny_run: Path) -> None:
+    from fractalad_edge.bench.matrix import run_bench
+
+    _, out, data, _ = bench_out
+    # replace the openvino export with something that is not one: that row fails, the other is reused
+    ov_dir = out / "models" / "openvino-fp32"
+    for child in ov_dir.iterdir():
+        child.unlink()
+    (ov_dir / "notes.txt").write_text("not a model")
+    config = BenchConfig(runtimes=("onnxruntime", "openvino"), precisions=("fp32",), warmup=0, runs=2, rounds=1, memory=False)
+    report = run_bench(tiny_run, data, out, config, progress=lambda _: None)
+    onnx = report.result("onnxruntime-fp32")
+    assert onnx.ok and onnx.reused and onnx.export_seconds is None
+    broken = report.result("openvino-fp32")
+    assert broken.status.startswith("failed: export: ExportError") and str(ov_dir) in broken.status
+    assert report.reference == "onnxruntime-fp32" and onnx.speedup == 1.0

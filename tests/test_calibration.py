@@ -1,0 +1,174 @@
+"""Calibration sets (deterministic, disjoint sources) and thresholds fitted without real defects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fractalad_edge.calibration import CalibrationConfig, ThresholdMethod, build_calibration_sets, calibrate_scores
+from fractalad_edge.calibration.thresholds import fit_thresholds
+from fractalad_edge.errors import CalibrationError, ConfigError
+from fractalad_edge.preprocess import image_scores, normalize_image_scores, normalize_pixel_map
+
+SIZE = 64
+
+
+def _config(**changes: object) -> CalibrationConfig:
+    values = {"count": 6, "validation_count": 4, "anomaly_ratio": 0.5, "seed": 7, "image_size": SIZE}
+    values.update(changes)
+    return CalibrationConfig(**values)
+
+
+def _paths(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.png"))
+
+
+# -- sets ------------------------------------------------------------------------------------
+
+
+def test_same_seed_gives_identical_sets(normal_images_dir: Path) -> None:
+    first = build_calibration_sets(_paths(normal_images_dir), _config())
+    second = build_calibration_sets(_paths(normal_images_dir), _config())
+    for a, b in zip(first, second):
+        assert len(a) == len(b) > 0
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x.image, y.image)
+            np.testing.assert_array_equal(x.mask, y.mask)
+            assert (x.is_anomalous, x.source) == (y.is_anomalous, y.source)
+
+
+def test_different_seed_gives_different_sets(normal_images_dir: Path) -> None:
+    first, _ = build_calibration_sets(_paths(normal_images_dir), _config(seed=7))
+    second, _ = build_calibration_sets(_paths(normal_images_dir), _config(seed=8))
+    assert not all(np.array_equal(a.image, b.image) for a, b in zip(first, second))
+
+
+def test_calibration_and_validation_use_disjoint_images(normal_images_dir: Path) -> None:
+    calibration, validation = build_calibration_sets(_paths(normal_images_dir), _config(count=16, validation_count=8))
+    cal_sources = {s.source for s in calibration}
+    val_sources = {s.source for s in validation}
+    assert cal_sources and val_sources
+    assert cal_sources.isdisjoint(val_sources)
+    assert cal_sources | val_sources <= {str(p) for p in _paths(normal_images_dir)}
+
+
+def test_sets_hold_the_requested_mix_of_anomalies(normal_images_dir: Path) -> None:
+    calibration, validation = build_calibration_sets(_paths(normal_images_dir), _config(count=8, validation_count=4))
+    assert len(calibration) == 8 and len(validation) == 4
+    assert calibration.labels.sum() == 4 and validation.labels.sum() == 2
+    for sample in [*calibration, *validation]:
+        assert sample.image.shape == (SIZE, SIZE, 3) and sample.image.dtype == np.uint8
+        assert sample.mask.shape == (SIZE, SIZE)
+        # anomalous samples carry a non-empty mask, normal ones an empty one
+        assert bool(sample.mask.any()) == sample.is_anomalous
+    assert calibration.masks.dtype == bool and calibration.masks.shape == (8, SIZE, SIZE)
+    # interleaved: a quantizer that takes only a prefix still sees both kinds
+    assert 0 < calibration.labels[:4].sum() < 4
+
+
+def test_too_few_images_fall_back_to_shared_sources(normal_images_dir: Path) -> None:
+    paths = _paths(normal_images_dir)[:3]
+    calibration, validation = build_calibration_sets(paths, _config())
+    assert {s.source for s in calibration} <= {str(p) for p in paths}
+    assert {s.source for s in validation} & {s.source for s in calibration}
+
+
+def test_no_images_is_a_calibration_error() -> None:
+    with pytest.raises(CalibrationError, match="normal images"):
+        build_calibration_sets([], _config())
+
+
+@pytest.mark.parametrize(("field", "value"), [("count", 1), ("validation_count", -1), ("anomaly_ratio", 1.5)])
+def test_invalid_config_is_refused(field: str, value: object) -> None:
+    with pytest.raises(ConfigError):
+        _config(**{field: value})
+
+
+# -- thresholds on hand-made scores ------------------------------------------------------------
+
+
+def _hand_made(n_normal: int = 20, n_anomalous: int = 10, size: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normal maps low everywhere; anomalous maps with a bright square where the mask is."""
+    rng = np.random.default_rng(0)
+    n = n_normal + n_anomalous
+    maps = rng.uniform(0.0, 0.3, (n, size, size)).astype(np.float32)
+    masks = np.zeros((n, size, size), dtype=bool)
+    labels = np.array([0] * n_normal + [1] * n_anomalous)
+    masks[n_normal:, 2:5, 2:5] = True
+    maps[masks] = rng.uniform(0.6, 0.9, int(masks.sum()))
+    return maps, labels, masks
+
+
+def test_f1_threshold_separates_separable_scores() -> None:
+    maps, labels, masks = _hand_made()
+    scores = maps.reshape(len(maps), -1).max(axis=1)
+    calibration = fit_thresholds(maps, labels, masks, scores, method=ThresholdMethod.F1, seed=3)
+    assert scores[labels == 0].max() < calibration.image_threshold <= scores[labels == 1].min()
+    assert 0.3 <= calibration.pixel_threshold <= maps[masks].min()
+    assert (calibration.num_normal, calibration.num_anomalous, calibration.seed) == (20, 10, 3)
+    assert calibration.method == "f1" and calibration.source == "synthetic"
+
+
+def test_fpr_threshold_keeps_the_false_alarm_rate_on_normals() -> None:
+    rng = np.random.default_rng(1)
+    n = 200
+    scores = rng.normal(0.0, 1.0, n)
+    maps = np.zeros((n, 4, 4), dtype=np.float32)
+    labels = np.zeros(n, dtype=np.int64)  # fpr needs no anomalies at all
+    masks = np.zeros((n, 4, 4), dtype=bool)
+    for target in (0.01, 0.05, 0.2):
+        calibration = fit_thresholds(maps, labels, masks, scores, method=ThresholdMethod.FPR, target_fpr=target)
+        false_alarms = float((scores >= calibration.image_threshold).mean())
+        assert false_alarms <= target
+        assert false_alarms >= target - 2.0 / n  # and not far stricter than asked
+        assert calibration.method == f"fpr@{target:g}"
+    assert calibration.pixel_threshold == 0.5  # no anomalous pixels: the sigmoid midpoint
+
+
+def test_f1_without_anomalies_is_refused_and_fpr_range_checked() -> None:
+    maps, labels, masks = _hand_made()
+    normal = labels == 0
+    scores = maps.reshape(len(maps), -1).max(axis=1)
+    with pytest.raises(CalibrationError, match="fpr"):
+        fit_thresholds(maps[normal], labels[normal], masks[normal], scores[normal], method=ThresholdMethod.F1)
+    with pytest.raises(CalibrationError, match="false-alarm"):
+        fit_thresholds(maps, labels, masks, scores, method=ThresholdMethod.FPR, target_fpr=1.0)
+    with pytest.raises(CalibrationError, match="normal"):
+        fit_thresholds(maps[~normal], labels[~normal], masks[~normal], scores[~normal])
+
+
+def test_normalisation_puts_the_thresholds_at_one_half() -> None:
+    maps, labels, masks = _hand_made()
+    scores = maps.reshape(len(maps), -1).max(axis=1)
+    calibration = fit_thresholds(maps, labels, masks, scores)
+    at = normalize_image_scores(np.array([calibration.image_threshold]), calibration)
+    np.testing.assert_allclose(at, 0.5, atol=1e-6)
+    normalised = normalize_image_scores(scores, calibration)
+    assert np.all((normalised >= 0.5) == (scores >= calibration.image_threshold))
+    assert normalised.min() >= 0.0 and normalised.max() <= 1.0
+    pixel_at = normalize_pixel_map(np.full((2, 2), calibration.pixel_threshold, dtype=np.float32), calibration)
+    np.testing.assert_allclose(pixel_at, 0.5, atol=1e-6)
+    assert np.all((normalize_pixel_map(maps, calibration) >= 0.5) == (maps >= calibration.pixel_threshold))
+
+
+def test_calibrate_scores_uses_the_predictors_own_maps(tiny_run: Path, normal_images_dir: Path) -> None:
+    pytest.importorskip("torch")
+    from fractalad_edge.predictor import Predictor
+
+    predictor = Predictor.load(tiny_run)
+    calibration_set, _ = build_calibration_sets(_paths(normal_images_dir), _config(count=6, validation_count=0))
+    calibration = calibrate_scores(
+        predictor, calibration_set.images, calibration_set.labels, calibration_set.masks, seed=5
+    )
+    maps = predictor.raw_maps(calibration_set.images, channel_order="rgb")
+    scores = image_scores(maps, predictor.metadata.score)
+    assert calibration.image_min == pytest.approx(float(scores.min()), abs=1e-6)
+    assert calibration.image_max >= float(scores.max()) - 1e-6
+    assert calibration.image_min <= calibration.image_threshold <= calibration.image_max
+    assert (calibration.num_normal, calibration.num_anomalous) == (3, 3)
+    # the calibrated predictor decides exactly by the threshold
+    results = predictor.with_calibration(calibration).predict_batch([im[..., ::-1] for im in calibration_set.images])
+    for result, raw in zip(results, scores):
+        assert result.is_anomalous == bool(raw >= calibration.image_threshold)
