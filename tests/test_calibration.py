@@ -31,9 +31,9 @@ def _paths(folder: Path) -> list[Path]:
 def test_same_seed_gives_identical_sets(normal_images_dir: Path) -> None:
     first = build_calibration_sets(_paths(normal_images_dir), _config())
     second = build_calibration_sets(_paths(normal_images_dir), _config())
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert len(a) == len(b) > 0
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x.image, y.image)
             np.testing.assert_array_equal(x.mask, y.mask)
             assert (x.is_anomalous, x.source) == (y.is_anomalous, y.source)
@@ -42,7 +42,7 @@ def test_same_seed_gives_identical_sets(normal_images_dir: Path) -> None:
 def test_different_seed_gives_different_sets(normal_images_dir: Path) -> None:
     first, _ = build_calibration_sets(_paths(normal_images_dir), _config(seed=7))
     second, _ = build_calibration_sets(_paths(normal_images_dir), _config(seed=8))
-    assert not all(np.array_equal(a.image, b.image) for a, b in zip(first, second))
+    assert not all(np.array_equal(a.image, b.image) for a, b in zip(first, second, strict=True))
 
 
 def test_calibration_and_validation_use_disjoint_images(normal_images_dir: Path) -> None:
@@ -170,5 +170,5 @@ def test_calibrate_scores_uses_the_predictors_own_maps(tiny_run: Path, normal_im
     assert (calibration.num_normal, calibration.num_anomalous) == (3, 3)
     # the calibrated predictor decides exactly by the threshold
     results = predictor.with_calibration(calibration).predict_batch([im[..., ::-1] for im in calibration_set.images])
-    for result, raw in zip(results, scores):
+    for result, raw in zip(results, scores, strict=True):
         assert result.is_anomalous == bool(raw >= calibration.image_threshold)

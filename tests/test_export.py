@@ -58,6 +58,8 @@ def test_bad_request_fails_before_any_work(tmp_path: Path) -> None:
         export_model(missing_run, format="torch", out=tmp_path / "out", options=ExportOptions(precision="int8"), progress=None)
     with pytest.raises(ExportError, match="does not take option"):
         export_model(missing_run, format="torch", out=tmp_path / "out", options=ExportOptions(opset=18), progress=None)
+    with pytest.raises(ExportError, match="runs on cpu, cuda, tensorrt; got device 'gpu'"):
+        export_model(missing_run, format="onnx", out=tmp_path / "out", options=ExportOptions(device="gpu"), progress=None)
     assert not (tmp_path / "out").exists()
 
 

@@ -40,6 +40,7 @@ class LatencyStats:
     mean_ms: float
     min_ms: float
     max_ms: float
+    samples_ms: tuple[float, ...] = ()  # every timing in run order, for re-analysis from report.json
 
     @classmethod
     def from_seconds(cls, samples: Sequence[float]) -> LatencyStats:
@@ -51,7 +52,7 @@ class LatencyStats:
         return cls(
             count=int(values.size), p10_ms=float(p10), p25_ms=float(p25), p50_ms=float(p50), p75_ms=float(p75),
             p90_ms=float(p90), p99_ms=float(p99), mean_ms=float(values.mean()), min_ms=float(values.min()),
-            max_ms=float(values.max()),
+            max_ms=float(values.max()), samples_ms=tuple(round(float(v), 4) for v in values),
         )
 
     @property
@@ -63,8 +64,10 @@ class LatencyStats:
         """(p90 - p10) / p50: how noisy the series was; above ~0.2 the machine was busy."""
         return (self.p90_ms - self.p10_ms) / self.p50_ms if self.p50_ms > 0 else math.nan
 
-    def to_dict(self) -> dict[str, float]:
-        return {**asdict(self), "iqr_ms": self.iqr_ms, "relative_spread": self.relative_spread}
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        samples = data.pop("samples_ms")
+        return {**data, "iqr_ms": self.iqr_ms, "relative_spread": self.relative_spread, "samples_ms": list(samples)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,7 +92,8 @@ class ThroughputReport:
     images_per_second_p10: float  # at the p90 (slow) batch time
     images_per_second_p90: float  # at the p10 (fast) batch time
     batches: int
-    method: str  # "predict_batch" or "openvino-async(THROUGHPUT, N requests)"
+    method: str  # "predict_batch" or "openvino-async(THROUGHPUT)"
+    requests: int = 1  # inference requests in flight (OpenVINO's choice for the THROUGHPUT hint)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -241,5 +245,6 @@ def openvino_async_throughput(
         images_per_second_p10=rates[0],
         images_per_second_p90=rates[-1],
         batches=len(inputs) * len(passes),
-        method=f"openvino-async(THROUGHPUT, {len(queue)} requests)",
+        method="openvino-async(THROUGHPUT)",
+        requests=len(queue),
     )

@@ -19,7 +19,8 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,11 @@ class BenchConfig:
     device: str = "cpu"
     calib_data: Path | None = None
     max_test_images: int | None = None
+    #: synthetic calibration images per export (None: the exporter's default, 64); fewer for smoke runs
+    calib_count: int | None = None
+    #: keep an int8 model that fails the export's accuracy gate, so its speed and real-test
+    #: accuracy are still measured; the row shows the gate's verdict
+    allow_accuracy_drop: bool = True
     memory: bool = True  # peak RSS per configuration, each in a fresh process
     async_throughput: bool = True  # OpenVINO AsyncInferQueue with the THROUGHPUT hint, for openvino rows
 
@@ -133,6 +139,9 @@ class BenchConfig:
             raise ConfigError(msg)
         if self.calib_data is not None:
             object.__setattr__(self, "calib_data", Path(self.calib_data))
+        if self.calib_count is not None and (isinstance(self.calib_count, bool) or not isinstance(self.calib_count, int) or self.calib_count < 4):
+            msg = f"calib_count must be None (the exporter's default) or an int >= 4, got {self.calib_count!r}"
+            raise ConfigError(msg)
         if self.max_test_images is not None and (isinstance(self.max_test_images, bool) or not isinstance(self.max_test_images, int) or self.max_test_images < 2):
             msg = f"max_test_images must be None (all) or an int >= 2 (one good and one defective at least), got {self.max_test_images!r}"
             raise ConfigError(msg)
@@ -236,13 +245,17 @@ _THREAD_OPTION: dict[str, str] = {"onnxruntime": "threads", "openvino": "threads
 
 
 # ------------------------------------------------------------------------------ export
-def _source_record(run_sha: str, item: _Planned, calib_data: Path | None) -> dict[str, Any]:
+def _source_record(run_sha: str, item: _Planned, config: BenchConfig) -> dict[str, Any]:
+    """What an export was made from; an export is reused only when all of it matches."""
+    torch_format = item.runtime == "torch"
     return {
         "run_model_sha256": run_sha,
         "format": item.format.value,
-        "precision": (Precision.FP32 if item.runtime == "torch" else item.precision).value,
-        "device": item.device,
-        "calib_data": None if calib_data is None else str(calib_data.resolve()),
+        "precision": (Precision.FP32 if torch_format else item.precision).value,
+        "device": None if torch_format else item.device,  # the torch format is the weights alone
+        "calib_data": None if torch_format or config.calib_data is None else str(config.calib_data.resolve()),
+        "calib_count": None if torch_format else config.calib_count,
+        "allow_accuracy_drop": item.precision is Precision.INT8 and config.allow_accuracy_drop,
     }
 
 
@@ -262,7 +275,7 @@ def _export(
     run_dir: Path, item: _Planned, directory: Path, config: BenchConfig, run_sha: str, progress: Callable[[str], None]
 ) -> tuple[ArtifactMetadata, bool]:
     """Export (or reuse) this configuration's artifact; returns its metadata and whether it was reused."""
-    record = _source_record(run_sha, item, config.calib_data)
+    record = _source_record(run_sha, item, config)
     metadata = _reusable(directory, record)
     if metadata is not None:
         return metadata, True
@@ -276,13 +289,23 @@ def _export(
         fields["precision"] = item.precision
         if config.calib_data is not None:
             fields["calib_data"] = config.calib_data
+        if config.calib_count is not None:
+            fields["calib_count"] = config.calib_count
+        if item.precision is Precision.INT8 and config.allow_accuracy_drop:
+            fields["allow_accuracy_drop"] = True
         if item.device != "cpu":
             fields["device"] = item.device
     metadata = export_model(
-        run_dir, format=item.format, out=directory, options=ExportOptions(**fields), progress=lambda m: progress(f"bench:   {m}")
+        run_dir, format=item.format, out=directory, options=ExportOptions(**fields), progress=lambda m: _relay(m, progress)
     )
     source.write_text(json.dumps(record, indent=2) + "\n")
     return metadata, False
+
+
+def _relay(message: str, progress: Callable[[str], None]) -> None:
+    """Pass the exporter's progress on, indented, without its "next: <command>" hint (the bench is the next step)."""
+    if not message.startswith("next:"):
+        progress(f"bench:   {message}")
 
 
 def _size_mb(directory: Path, metadata: ArtifactMetadata) -> float:
@@ -386,30 +409,10 @@ def run_bench(
             rows[item.name] = dataclasses.replace(row, status=f"failed: {reason}")
             progress(f"bench: {item.name}: failed ({reason})")
             continue
-        directory = models_dir / item.export_name
-        stage = "export"
         try:
-            progress(f"bench: {item.name}: export to {directory}")
-            tic = time.perf_counter()
-            metadata, reused = _export(run_dir, item, directory, config, run_sha, progress)
-            row = dataclasses.replace(
-                row, artifact=str(directory), reused=reused, export_seconds=None if reused else time.perf_counter() - tic,
-                size_mb=_size_mb(directory, metadata),
-                parity=None if metadata.parity is None else dataclasses.asdict(metadata.parity),
-                quantization=None if metadata.quantization is None else dataclasses.asdict(metadata.quantization),
-            )
-            stage = "load"
-            tic = time.perf_counter()
-            predictor = Predictor.load(directory, runtime=item.runtime, device=item.device, **_runtime_options(item, config.threads))
-            row = dataclasses.replace(row, load_seconds=time.perf_counter() - tic, backend=_describe(predictor))
-            stage = "accuracy"
-            progress(f"bench: {item.name}: accuracy on {len(test_set.images)} test images")
-            accuracy, maps = evaluate_predictor(predictor, test_set, category=category)
-            accuracy_dict = accuracy.to_dict()
-            accuracy_dict.pop("overlays", None)
-            row = dataclasses.replace(row, accuracy=accuracy_dict)
-        except Exception as exc:  # noqa: BLE001 - one configuration's failure is a row, not a crash
-            rows[item.name] = dataclasses.replace(row, status=_failure(exc, stage))
+            row, predictor, maps = _prepare(item, row, run_dir, models_dir, run_sha, config, test_set, category, progress)
+        except _StepFailed as failed:  # one configuration's failure is a row, not a crash
+            rows[item.name] = dataclasses.replace(row, status=_failure(failed.error, failed.step))
             progress(f"bench: {item.name}: {rows[item.name].status}")
             continue
         rows[item.name], predictors[item.name], maps_by_row[item.name] = row, predictor, maps
@@ -468,6 +471,67 @@ def run_bench(
     progress(console_table(report))
     progress(f"bench: wrote {', '.join(report.files.values())}")
     return report
+
+
+class _StepFailed(Exception):
+    """A configuration failed in one step; becomes its row's status."""
+
+    def __init__(self, step: str, error: Exception) -> None:
+        super().__init__(f"{step}: {error}")
+        self.step, self.error = step, error
+
+
+@contextmanager
+def _step(name: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - any error of one configuration is reported in its row
+        raise _StepFailed(name, exc) from exc
+
+
+def _prepare(
+    item: _Planned,
+    row: ConfigResult,
+    run_dir: Path,
+    models_dir: Path,
+    run_sha: str,
+    config: BenchConfig,
+    test_set: TestSet,
+    category: str,
+    progress: Callable[[str], None],
+) -> tuple[ConfigResult, Predictor, np.ndarray]:
+    """Export (or reuse), load and evaluate one configuration; a failure names its step (:class:`_StepFailed`)."""
+    directory = models_dir / item.export_name
+    progress(f"bench: {item.name}: export to {directory}")
+    tic = time.perf_counter()
+    with _step("export"):
+        metadata, reused = _export(run_dir, item, directory, config, run_sha, progress)
+    notes = list(row.notes)
+    if metadata.quantization is not None and not metadata.quantization.passed:
+        notes.append("int8 accuracy gate FAILED at export; kept so it can be measured (allow_accuracy_drop)")
+    if item.runtime == "torch" and item.precision is not Precision.FP32:
+        how = "bf16 autocast" if item.device == "cpu" else f"weights cast to {item.precision.value}"
+        notes.append(f"runs the fp32 torch artifact with {how}; its thresholds are the fp32 ones")
+    row = dataclasses.replace(
+        row, artifact=str(directory), reused=reused, export_seconds=None if reused else time.perf_counter() - tic,
+        size_mb=_size_mb(directory, metadata), notes=tuple(notes),
+        parity=None if metadata.parity is None else dataclasses.asdict(metadata.parity),
+        quantization=None if metadata.quantization is None else dataclasses.asdict(metadata.quantization),
+    )
+    tic = time.perf_counter()
+    with _step("load"):
+        predictor = Predictor.load(directory, runtime=item.runtime, device=item.device, **_runtime_options(item, config.threads))
+    try:
+        row = dataclasses.replace(row, load_seconds=time.perf_counter() - tic, backend=_describe(predictor))
+        progress(f"bench: {item.name}: accuracy on {len(test_set.images)} test images")
+        with _step("accuracy"):
+            accuracy, maps = evaluate_predictor(predictor, test_set, category=category)
+    except BaseException:
+        predictor.close()
+        raise
+    accuracy_dict = accuracy.to_dict()
+    accuracy_dict.pop("overlays", None)
+    return dataclasses.replace(row, accuracy=accuracy_dict), predictor, maps
 
 
 def _time_all(

@@ -126,8 +126,12 @@ def _pct(value: float | None, digits: int = 2) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{100 * value:.{digits}f}"
 
 
-def _num(value: float | None, digits: int = 1, suffix: str = "") -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}{suffix}"
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _rate(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{100 * value:.1f} %"
 
 
 def _ms(value: float | None) -> str:
@@ -170,7 +174,7 @@ def summary_rows(report: BenchReport) -> tuple[list[str], list[list[str]]]:
             continue
         rows.append([
             r.name, r.device, r.status, _num(r.size_mb, 1), _pct(r.metric("image_auroc")), _pct(r.metric("pixel_auroc")),
-            _pct(r.metric("aupro")), _pct(r.calibrated("f1")), _pct(r.calibrated("false_alarm_rate"), 1) + ("" if math.isnan(r.calibrated("false_alarm_rate")) else " %"),
+            _pct(r.metric("aupro")), _pct(r.calibrated("f1")), _rate(r.calibrated("false_alarm_rate")),
             _spread(r), _ms(None if r.latency is None else r.latency.full.p99_ms),
             "-" if r.speedup is None else _ratio(r.speedup), _throughput(r.throughput), _memory(r), _num(r.gflops_per_second, 1),
         ])
@@ -188,10 +192,13 @@ def console_table(report: BenchReport) -> str:
     return "\n".join(lines + reasons)
 
 
+def _md_cell(cell: str) -> str:
+    return str(cell).replace("|", "\\|").replace("\n", " ")
+
+
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    escape = lambda cell: str(cell).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     return lines
 
 
@@ -235,12 +242,12 @@ def markdown_report(report: BenchReport) -> str:
             rows.append([
                 r.name, _ms(lat.preprocess.p50_ms), f"{_ms(lat.inference.p50_ms)} ({_ms(lat.inference.p10_ms)}-{_ms(lat.inference.p90_ms)})",
                 _ms(lat.postprocess.p50_ms), _ms(stages), _ms(lat.full.p50_ms),
-                "-" if r.async_throughput is None else f"{r.async_throughput.images_per_second:.1f} ({r.async_throughput.method})",
+                "-" if r.async_throughput is None else f"{r.async_throughput.images_per_second:.1f} ({r.async_throughput.requests} requests)",
                 _num(r.load_seconds, 2),
             ])
         lines += _md_table(header, rows)
         lines += ["", "## Export, parity and memory", ""]
-        header = ["config", "format", "artifact", "parity max abs diff (tol)", "map diff vs reference on test (mean / max)", "same decisions", "quantization gate", "RSS baseline / loaded / peak MB"]
+        header = ["config", "format", "artifact", "parity max abs diff (tol)", "map diff vs reference on test (mean / max)", "same decisions (%)", "quantization gate", "RSS baseline / loaded / peak MB"]
         rows = []
         for r in ok_rows:
             parity = r.parity
@@ -402,7 +409,8 @@ def plot_report(report: BenchReport, path: Path) -> Path | None:
     # Legend for precision markers only; runtime is in each label's colour.
     from matplotlib.lines import Line2D
 
-    precisions = sorted({r.precision for r in rows}, key=list(_PRECISION_MARKERS).index if all(p in _PRECISION_MARKERS for p in {r.precision for r in rows}) else str)
+    known = list(_PRECISION_MARKERS)
+    precisions = sorted({r.precision for r in rows}, key=lambda p: known.index(p) if p in known else len(known))
     handles = [Line2D([], [], linestyle="", marker=_PRECISION_MARKERS.get(p, "o"), color="#555555", markersize=8, label=p) for p in precisions]
     ax.legend(handles=handles, title="precision", loc="lower right", fontsize=8, title_fontsize=8, framealpha=0.85)
     fig.tight_layout(rect=(0, 0.03 if failed else 0, 1, 1))

@@ -115,6 +115,8 @@ def export_model(
     """Export a training run to ``format`` in ``out``; return the written metadata."""
     say = progress or (lambda _message: None)
     spec = check_export_request(parse_format(format), options.precision, options.explicit_options())
+    device = options.device or spec.default_device
+    _check_device(spec, device)
     run_dir, out = Path(run_dir), Path(out)
     _check_destination(out, run_dir)
     run_metadata = read_metadata(run_dir)
@@ -124,7 +126,6 @@ def export_model(
             "pass the folder written by 'fractalad-edge train'"
         )
         raise ExportError(msg)
-    device = options.device or spec.default_device
     paths, object_placement = _calibration_sources(run_dir, options.calib_data)
     calibration, validation = build_calibration_sets(
         paths,
@@ -215,6 +216,8 @@ def _check_and_calibrate(
     # The reference is built after the writer ran: TorchBackend moves the module to channels_last.
     reference = Predictor(TorchBackend(job.model), run_metadata)
     backend = exported.open_backend()
+    ran = backend.describe().get("inference_precision")  # e.g. OpenVINO resolving a bf16 hint to f32 on AVX2
+    checked_with = exported.checked_with + (f", runs {ran}" if ran else "")
     try:
         candidate = Predictor(backend, metadata)
         method, target_fpr = _threshold_method(run_metadata)
@@ -224,7 +227,7 @@ def _check_and_calibrate(
         )
         candidate = candidate.with_calibration(calibration)
         say(
-            f"thresholds refitted with {exported.checked_with} on {len(cal)} synthetic images "
+            f"thresholds refitted with {checked_with} on {len(cal)} synthetic images "
             f"({calibration.num_normal} normal, {calibration.num_anomalous} fractal anomalies; {calibration.method}): "
             f"image {calibration.image_threshold:.4g}, pixel {calibration.pixel_threshold:.4g}"
         )
@@ -234,7 +237,7 @@ def _check_and_calibrate(
             job.validation.images[: options.parity_images],
             tolerance=tolerance_for(exported.checked_precision, options.tolerance),
         )
-        say(format_parity(parity, checked_with=exported.checked_with))
+        say(format_parity(parity, checked_with=checked_with))
         enforce_parity(parity, exported.checked_precision, what=f"the {spec.format.value} {options.precision.value} export")
         quantization = None
         if exported.quantization is not None:
@@ -319,6 +322,16 @@ def _check_destination(out: Path, run_dir: Path) -> None:
             f"--out {out} exists and is not an empty folder or a model directory; refusing to overwrite it. "
             "Choose a new folder."
         )
+        raise ExportError(msg)
+
+
+def _check_device(spec: FormatSpec, device: str) -> None:
+    """The device must be one the format's runtime runs on (checked before any work)."""
+    from fractalad_edge.runtimes.base import get_runtime_entry
+
+    devices = get_runtime_entry(spec.runtime).devices
+    if device.split(":")[0].lower() not in devices:
+        msg = f"format {spec.format.value!r} is checked on its runtime {spec.runtime!r}, which runs on {', '.join(devices)}; got device {device!r}"
         raise ExportError(msg)
 
 

@@ -156,6 +156,56 @@ def quantize_onnx_model(
         except Exception as exc:
             msg = f"onnxruntime static quantization of {fp32_path} failed ({type(exc).__name__}: {exc})"
             raise QuantizationError(msg) from exc
+    if excluded:
+        quantized = onnx.load(str(out_path))
+        if feed_float_inputs(quantized, excluded):
+            onnx.save(quantized, str(out_path))
+
+
+def feed_float_inputs(model: onnx.ModelProto, names: Iterable[str]) -> int:
+    """Give the named (float) nodes their activations before quantization; returns how many inputs changed.
+
+    onnxruntime's QDQ quantizer rewires *every* consumer of a quantized tensor to the
+    dequantized copy, so a float region would still compute on INT8-rounded inputs (e.g.
+    the cosine between INT8 teacher and student features). Reading the tensor that enters
+    the QuantizeLinear instead makes the region float end to end.
+    """
+    producer = {output: node for node in model.graph.node for output in node.output}
+    wanted = set(names)
+    changed = 0
+    for node in model.graph.node:
+        if node.name not in wanted:
+            continue
+        for index, tensor in enumerate(node.input):
+            dequantize = producer.get(tensor)
+            if dequantize is None or dequantize.op_type != "DequantizeLinear":
+                continue
+            quantize = producer.get(dequantize.input[0])
+            if quantize is None or quantize.op_type != "QuantizeLinear":
+                continue  # an INT8 initializer (weights), not an activation
+            node.input[index] = quantize.input[0]
+            changed += 1
+    _drop_unused_qdq(model)
+    return changed
+
+
+def _drop_unused_qdq(model: onnx.ModelProto) -> None:
+    """Remove Q/DQ nodes (and their scales) that nobody reads any more after rewiring float regions."""
+    orphans: set[str] = set()
+    while True:
+        used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+        dead = [
+            node for node in model.graph.node
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in used for o in node.output)
+        ]
+        if not dead:
+            break
+        for node in dead:
+            orphans.update(node.input[1:])  # scale and zero point
+            model.graph.node.remove(node)
+    read = {name for node in model.graph.node for name in node.input}
+    for initializer in [i for i in model.graph.initializer if i.name in orphans and i.name not in read]:
+        model.graph.initializer.remove(initializer)
 
 
 def _name_nodes(model: onnx.ModelProto) -> None:

@@ -18,7 +18,9 @@ measured choice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -121,10 +123,7 @@ def quantize_openvino_model(
         "subset_size": len(calibration),
         "ignored_scope": nncf.IgnoredScope(names=ignored) if ignored else None,
     }
-    dataset = nncf.Dataset(calibration, transform)
-    try:
-        if mode == "ptq":
-            return nncf.quantize(model, dataset, **common)
+    if mode == "accuracy-control":
         if validation is None or len(validation) == 0:
             msg = "accuracy-control quantization needs a validation set; build one with CalibrationConfig(validation_count > 0)"
             raise CalibrationError(msg)
@@ -132,17 +131,36 @@ def quantize_openvino_model(
         if max_drop < 0:
             msg = f"max_drop is in AUROC points and must be >= 0, got {max_drop}"
             raise ConfigError(msg)
-        return nncf.quantize_with_accuracy_control(
-            model,
-            dataset,
-            nncf.Dataset(validation, transform),
-            _pixel_auroc_validation(input_spec),
-            max_drop=max_drop / 100.0,
-            **common,
-        )
-    except nncf.ValidationError as exc:  # e.g. an ignored-scope name NNCF cannot find
-        msg = f"NNCF refused the model: {exc}"
-        raise QuantizationError(msg) from exc
+    dataset = nncf.Dataset(calibration, transform)
+    with _quiet_nncf():
+        try:
+            if mode == "ptq":
+                return nncf.quantize(model, dataset, **common)
+            return nncf.quantize_with_accuracy_control(
+                model,
+                dataset,
+                nncf.Dataset(validation, transform),
+                _pixel_auroc_validation(input_spec),
+                max_drop=max_drop / 100.0,
+                **common,
+            )
+        except nncf.ValidationError as exc:  # e.g. an ignored-scope name NNCF cannot find
+            msg = f"NNCF refused the model: {exc}"
+            raise QuantizationError(msg) from exc
+
+
+@contextlib.contextmanager
+def _quiet_nncf() -> Iterator[None]:
+    """NNCF logs one INFO line per op it leaves unquantized (hundreds): at NNCF's default level
+    keep warnings only, then restore (a logger the user set to DEBUG is left alone)."""
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    if level in (logging.NOTSET, logging.INFO):
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _require_both_classes(validation: CalibrationSet) -> None:

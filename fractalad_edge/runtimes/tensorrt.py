@@ -289,8 +289,8 @@ class TensorRTBackend(Backend):
         index = cuda_device_index(device)
         self.memory = cuda_memory(index)
         self.engine_info = engine_info
-        runtime = trt.Runtime(_Logger.get(trt))
-        self.engine = runtime.deserialize_cuda_engine(serialized_engine)
+        self.runtime = trt.Runtime(_Logger.get(trt))  # kept: the runtime must outlive its engines
+        self.engine = self.runtime.deserialize_cuda_engine(serialized_engine)
         if self.engine is None:
             msg = f"{source} could not be deserialized by TensorRT {trt.__version__} on this GPU; re-export on this device"
             raise EngineMismatchError(msg)
@@ -379,8 +379,9 @@ class TensorRTBackend(Backend):
         return self._host_out[:, 0].astype(np.float32, copy=True)
 
     def close(self) -> None:
-        self.context = None
+        self.context = None  # release in reverse order of creation
         self.engine = None
+        self.runtime = None
         self.memory.close()
 
     def describe(self) -> dict[str, str]:

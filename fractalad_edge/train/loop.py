@@ -92,6 +92,9 @@ def train(
             raise CheckpointError(msg)
 
     device = resolve_device(config.device)
+    if device.type == "cpu":
+        # Denormal floats (common in freshly initialised students) are 5-10x slower on x86 CPUs.
+        torch.set_flush_denormal(True)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)  # only third-party code could read it; ours uses explicit generators
     model: FractalAD = build_model(config.model, pretrained_teacher=True, weights_path=backbone_weights)

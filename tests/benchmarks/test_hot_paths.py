@@ -73,33 +73,50 @@ def test_postprocess(benchmark, frame: np.ndarray, torch_predictor) -> None:
     assert 0.0 <= results[0].pred_score <= 1.0
 
 
-_FORMATS = {"torch": "torch", "onnxruntime": "onnx", "openvino": "openvino"}
 _PACKAGES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
 
 
 @pytest.fixture(scope="module")
-def exported() -> dict[str, Path]:
-    """Exports of the tiny run made so far in this module, by runtime (each made once, when first needed)."""
-    return {}
+def onnx_model(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model as the ONNX graph every non-torch format is built from (no calibration: not timed here)."""
+    pytest.importorskip("onnx")
+    from fractalad_edge.artifact import read_metadata
+    from fractalad_edge.export.onnx import export_onnx
+    from fractalad_edge.models.fractalad import ModelConfig, build_model
+    from fractalad_edge.train.checkpoint import MODEL_FILENAME, load_model_weights
+
+    model = build_model(ModelConfig.from_dict(dict(read_metadata(tiny_run).model)), pretrained_teacher=False)
+    load_model_weights(model, tiny_run / MODEL_FILENAME)
+    return export_onnx(model, tmp_path_factory.mktemp("onnx") / "model.onnx", input_size=SIZE)
 
 
-@pytest.mark.parametrize("runtime", list(_FORMATS))
-def test_inference(benchmark, runtime: str, tiny_run: Path, exported: dict[str, Path], frame: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> None:
-    pytest.importorskip(_PACKAGES[runtime])
-    from fractalad_edge.predictor import Predictor
-
+def _backend(runtime: str, tiny_run: Path, onnx_model: Path):
     if runtime == "torch":
-        directory = tiny_run
-    else:
-        export = pytest.importorskip("fractalad_edge.export.pipeline")
-        directory = exported.get(runtime)
-        if directory is None:
-            directory = tmp_path_factory.mktemp(f"bench-{runtime}")
-            export.export_model(tiny_run, directory, export.ExportOptions(format=_FORMATS[runtime]))
-            exported[runtime] = directory
-    with Predictor.load(directory, runtime=runtime) as predictor:
-        batch, _ = prepare_batch([frame], predictor.metadata.input, channel_order="bgr")
-        maps = benchmark(predictor.backend.infer, batch)
+        from fractalad_edge.predictor import Predictor
+
+        return Predictor.load(tiny_run).backend
+    if runtime == "onnxruntime":
+        from fractalad_edge.runtimes.onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(onnx_model)
+    from fractalad_edge.runtimes.openvino import OpenVINOBackend
+
+    return OpenVINOBackend(onnx_model)
+
+
+@pytest.mark.parametrize("runtime", list(_PACKAGES))
+def test_inference(benchmark, runtime: str, tiny_run: Path, frame: np.ndarray, request: pytest.FixtureRequest) -> None:
+    """The runtime's graph alone (batch 1, already pre-processed), as each backend runs it."""
+    pytest.importorskip(_PACKAGES[runtime])
+    onnx_model = None if runtime == "torch" else request.getfixturevalue("onnx_model")
+    backend = _backend(runtime, tiny_run, onnx_model)
+    try:
+        from fractalad_edge.artifact import read_metadata
+
+        batch, _ = prepare_batch([frame], read_metadata(tiny_run).input, channel_order="bgr")
+        maps = benchmark(backend.infer, batch)
+    finally:
+        backend.close()
     assert maps.shape == (1, SIZE, SIZE) and maps.dtype == np.float32
     assert np.all((maps >= 0) & (maps <= 1))
 
