@@ -94,6 +94,7 @@ def train(
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default from preset)."),
     workers: int = typer.Option(0, help="DataLoader worker processes for anomaly generation."),
     resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
+    snapshot_every: Optional[int] = typer.Option(None, help="Also keep the weights every N steps (snapshots/)."),
 ) -> None:
     """Train FractalAD on normal images only (synthetic fractal anomalies)."""
     from fractalad_edge.artifact import ScoreSpec
@@ -134,7 +135,9 @@ def train(
         f"(distillation {'on' if config.model.distillation else 'off'}, object placement "
         f"{'on' if config.synth.object_placement else 'off'}{', bf16' if config.bf16 else ''})"
     )
-    result = run_training(config, data, out, resume=resume, backbone_weights=backbone_weights)
+    result = run_training(
+        config, data, out, resume=resume, backbone_weights=backbone_weights, snapshot_every=snapshot_every
+    )
     typer.echo(
         f"done: {result.steps} steps in {result.seconds:.0f} s ({result.images_per_second:.1f} images/s); model in {out}\n"
         f"next: fractalad-edge eval {out} --data {data}"
@@ -250,7 +253,10 @@ def bench(
     runtimes: str = typer.Option("torch,onnxruntime,openvino", help="Comma-separated runtimes."),
     precisions: str = typer.Option("fp32,int8", help="Comma-separated precisions."),
     runs: int = typer.Option(100, help="Timed runs per configuration (split into interleaved rounds)."),
+    rounds: int = typer.Option(10, help="Interleaved rounds the timed runs are split into."),
     warmup: int = typer.Option(10),
+    calib_count: Optional[int] = typer.Option(None, help="Calibration images per export (default: the exporter's 64)."),
+    memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory, each config in a fresh process."),
     threads: Optional[int] = typer.Option(None, help="Threads per runtime (default: all cores)."),
     device: str = typer.Option("cpu"),
     calib_data: Optional[Path] = typer.Option(None),
@@ -264,7 +270,10 @@ def bench(
         runtimes=tuple(r.strip() for r in runtimes.split(",") if r.strip()),
         precisions=tuple(parse_enum(Precision, p.strip(), "--precisions") for p in precisions.split(",") if p.strip()),
         runs=runs,
+        rounds=rounds,
         warmup=warmup,
+        calib_count=calib_count,
+        memory=memory,
         threads=threads,
         device=device,
         calib_data=calib_data,

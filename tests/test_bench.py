@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from fractalad_edge.artifact import Precision
-from fractalad_edge.bench.latency import LatencyStats, interleaved_rounds, round_sizes
+from fractalad_edge.bench.latency import LatencyStats, interleaved_rounds, latency_report, round_sizes
 from fractalad_edge.bench.matrix import BenchConfig, plan, unavailable
-from fractalad_edge.bench.system import cpu_model, package_versions
+from fractalad_edge.bench.report import BenchReport, ConfigResult, console_table, plot_report, write_reports
+from fractalad_edge.bench.system import capture_environment, cpu_model, package_versions
 from fractalad_edge.errors import ConfigError
 
 # --------------------------------------------------------------------------- timing
@@ -148,6 +149,55 @@ def test_plan_skips_combinations_with_no_path() -> None:
 def test_unavailable_names_device_or_package() -> None:
     assert "does not run on device 'cpu'" in unavailable("tensorrt", "cpu")
     assert unavailable("onnxruntime", "cpu") is None or importlib.util.find_spec("onnxruntime") is None
+
+
+# --------------------------------------------------------------------------- report rendering
+
+
+def _row(name: str, p50_ms: float, spread: float, pixel_auroc: float | None) -> ConfigResult:
+    runtime, precision = name.split("-")
+    samples = [p50_ms * (1 + spread * (i - 4.5) / 9) / 1e3 for i in range(10)]
+    accuracy = {"image_auroc": 0.9, "aupro": 0.8, "calibrated": {"f1": 0.85, "false_alarm_rate": 0.1}}
+    accuracy["pixel_auroc"] = float("nan") if pixel_auroc is None else pixel_auroc
+    return ConfigResult(
+        name=name, runtime=runtime, precision=precision, device="cpu", format=runtime, size_mb=3.0, accuracy=accuracy,
+        latency=latency_report([(t, t / 10, t * 0.8, t / 10) for t in samples]),
+    )
+
+
+def _report(rows: tuple[ConfigResult, ...]) -> BenchReport:
+    return BenchReport(
+        category="widget", run_dir="runs/widget", data="data/widget", model={"backbone": "efficientnet_lite0"}, input_size=64,
+        macs=None, test_images=6, test_anomalous=3, test_images_available=6, reference=rows[0].name,
+        config={"device": "cpu", "threads": None, "throughput_batch": 8, "runs": 10, "rounds": 2, "warmup": 1},
+        environment=capture_environment(), results=rows, seconds=1.0,
+    )
+
+
+def test_report_flags_noisy_timing_and_writes_all_three_files(tmp_path: Path) -> None:
+    quiet = _row("onnxruntime-fp32", 10.0, 0.1, 0.95)
+    noisy = _row("openvino-int8", 4.0, 1.5, 0.93)
+    failed = ConfigResult(name="tensorrt-fp32", runtime="tensorrt", precision="fp32", device="cpu", format="tensorrt", status="failed: no GPU")
+    report = write_reports(_report((quiet, noisy, failed)), tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "Timing was noisy" in markdown and "`openvino-int8`" in markdown.split("Timing was noisy")[1].split("\n")[0]
+    assert "`onnxruntime-fp32`" not in markdown.split("Timing was noisy")[1].split("\n")[0]
+    assert "| tensorrt-fp32 | cpu | failed: no GPU |" in markdown
+    table = console_table(report)
+    assert "tensorrt-fp32: failed: no GPU" in table and "noisy timing" in table
+    assert set(report.files) == {"markdown", "json", "png"}
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["results"][0]["latency"]["full"]["count"] == 10
+    assert len(data["results"][0]["latency"]["full"]["samples_ms"]) == 10
+
+
+def test_plot_falls_back_to_image_auroc_without_masks(tmp_path: Path) -> None:
+    rows = (_row("torch-fp32", 30.0, 0.2, None), _row("openvino-fp32", 10.0, 0.2, None))
+    path = plot_report(_report(rows), tmp_path / "plot.png")
+    assert path is not None and cv2.imread(str(path)) is not None
+    failed_only = ConfigResult(name="tensorrt-fp32", runtime="tensorrt", precision="fp32", device="cpu", format="tensorrt", status="failed: x")
+    assert plot_report(_report((failed_only,)), tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
 
 
 # --------------------------------------------------------------------------- end to end

@@ -115,10 +115,12 @@ def test_resume_continues_exactly_where_an_interrupted_run_stopped(demo_data: Pa
         torch.testing.assert_close(resumed[key], value, rtol=0, atol=1e-6, msg=key)
 
 
-def test_resume_refuses_other_options(demo_data: Path, tmp_path: Path) -> None:
+def test_resume_refuses_other_options_but_may_extend_the_schedule(demo_data: Path, tmp_path: Path) -> None:
     train(tiny_config(steps=1), demo_data, tmp_path / "run", progress=False)
     with pytest.raises(CheckpointError, match="options differ"):
         train(tiny_config(steps=1, lr=5e-4), demo_data, tmp_path / "run", progress=False, resume=True)
+    extended = train(tiny_config(steps=2), demo_data, tmp_path / "run", progress=False, resume=True)
+    assert extended.steps == 2
     with pytest.raises(CheckpointError, match="nothing to resume|no checkpoint"):
         train(tiny_config(steps=1), demo_data, tmp_path / "empty", progress=False, resume=True)
 

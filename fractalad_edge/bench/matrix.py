@@ -45,7 +45,7 @@ from fractalad_edge.bench.latency import (
     throughput_report,
 )
 from fractalad_edge.bench.memory import measure_memory
-from fractalad_edge.bench.report import OK, BenchReport, ConfigResult, console_table, write_reports
+from fractalad_edge.bench.report import BenchReport, ConfigResult, console_table, write_reports
 from fractalad_edge.bench.system import capture_environment
 from fractalad_edge.data.datasets import category_name
 from fractalad_edge.errors import ConfigError, DatasetError

@@ -15,8 +15,6 @@ prints one JSON line.
 from __future__ import annotations
 
 import json
-import os
-import resource
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -58,6 +56,8 @@ def _peak_mb() -> float:
     peak = _status_mb("VmHWM")
     if peak is not None:
         return peak
+    import resource  # Unix only; imported here so Windows can still read benchmark reports
+
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return maxrss / (1024.0 * 1024.0) if sys.platform == "darwin" else maxrss / 1024.0  # bytes on macOS, KiB on Linux
 
@@ -74,13 +74,11 @@ def measure_memory(
 ) -> MemoryReport:
     """Load ``directory`` with ``runtime`` in a child process and report its memory (see module doc)."""
     request = {"runtime": runtime, "device": device, "options": options or {}, "predictions": predictions}
-    env = dict(os.environ)
     completed = subprocess.run(
         [sys.executable, "-m", "fractalad_edge.bench.memory", str(directory), str(frame_path), json.dumps(request)],
         capture_output=True,
         text=True,
         timeout=timeout_s,
-        env=env,
         check=False,
     )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]

@@ -160,6 +160,15 @@ def _memory(row: ConfigResult) -> str:
     return "-" if row.memory is None else _num(row.memory.increase_mb, 0)
 
 
+#: relative p10-p90 spread of the full-path latency above which a row's timing is called noisy
+NOISY_SPREAD = 0.5
+
+
+def noisy_rows(report: BenchReport) -> list[ConfigResult]:
+    """Working rows whose latency spread says the machine was not quiet while they were timed."""
+    return [r for r in report.results if r.ok and r.latency is not None and r.latency.full.relative_spread > NOISY_SPREAD]
+
+
 def summary_rows(report: BenchReport) -> tuple[list[str], list[list[str]]]:
     """The headline table as strings: one row per configuration (failed ones say why)."""
     batch = report.config.get("throughput_batch", "")
@@ -189,6 +198,11 @@ def console_table(report: BenchReport) -> str:
     widths = [max(len(header[i]), *(len(row[i]) for row in rows)) if rows else len(header[i]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    noisy = noisy_rows(report)
+    if noisy:
+        reasons.append(
+            f"  noisy timing ((p90-p10)/p50 > {NOISY_SPREAD:g}) for {', '.join(r.name for r in noisy)}: the machine was busy"
+        )
     return "\n".join(lines + reasons)
 
 
@@ -230,6 +244,15 @@ def markdown_report(report: BenchReport) -> str:
         "",
     ]
     lines += _md_table(*summary_rows(report))
+    noisy = noisy_rows(report)
+    if noisy:
+        lines += [
+            "",
+            f"**Timing was noisy** ((p90 - p10) / p50 above {NOISY_SPREAD:g} for "
+            + ", ".join(f"`{r.name}` {r.latency.full.relative_spread:.2f}" for r in noisy)  # type: ignore[union-attr]
+            + "): the machine was busy or oversubscribed. Medians still compare within this run; for absolute "
+            "numbers rerun on an idle machine, or cap threads (`threads`) below the number of free cores.",
+        ]
     if ok_rows:
         lines += ["", "## Where the time goes", "", "Median ms per stage at batch 1 (p10-p90 of inference in brackets), timed separately in the same rounds.", ""]
         header = ["config", "pre-process", "inference", "post-process", "stages sum", "full predict", "async img/s", "load s"]

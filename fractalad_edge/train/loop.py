@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILENAME = "config.json"
 LOG_FILENAME = "train_log.jsonl"
+SNAPSHOT_DIR = "snapshots"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,12 +72,14 @@ def train(
     category: str | None = None,
     progress: bool = True,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    snapshot_every: int | None = None,
 ) -> TrainResult:
     """Train FractalAD on the normal images in ``data`` and write a run directory to ``out``.
 
     The run directory is a ``torch`` artifact (model.safetensors + metadata.json) that
     ``Predictor.load`` and every exporter read, plus config.json, train_log.jsonl and a
-    resumable checkpoint.
+    resumable checkpoint. ``snapshot_every`` also keeps the weights every N steps under
+    snapshots/, so one run answers "how good is it after k steps" for several budgets.
     """
     data, out = Path(data), Path(out)
     paths = find_training_images(data)
@@ -87,8 +91,13 @@ def train(
             msg = f"--resume: {out} holds no checkpoint to resume from; start without --resume"
             raise CheckpointError(msg)
         saved = TrainConfig.from_dict(json.loads(config_path.read_text())["train"])
-        if saved != config:
-            msg = f"--resume: the options differ from the interrupted run's {config_path}; resume with the same options"
+        # The learning rate is constant, so a schedule can be extended or shortened on resume;
+        # every other option must match or the resumed run would not be the run it claims to be.
+        if dataclasses.replace(saved, steps=config.steps) != config:
+            msg = (
+                f"--resume: the options differ from the interrupted run's {config_path} (only --steps may change); "
+                "resume with the same options"
+            )
             raise CheckpointError(msg)
 
     device = resolve_device(config.device)
@@ -108,6 +117,9 @@ def train(
     start_step = 0
     if resume:
         start_step = int(load_training_state(out, model, optimizer)["step"])
+        if start_step > config.steps:
+            msg = f"--resume: the checkpoint in {out} is at step {start_step}, past --steps {config.steps}"
+            raise CheckpointError(msg)
         log.info("resuming %s at step %d", out, start_step)
     config_path.write_text(
         json.dumps({"train": config.to_dict(), "data": str(data), "category": category, "num_images": len(paths)}, indent=2)
@@ -137,7 +149,7 @@ def train(
     started = time.perf_counter()
     images_seen = 0
     loss_value = math.nan
-    with open(out / LOG_FILENAME, "a") as log_file:
+    with open(out / LOG_FILENAME, "a", buffering=1) as log_file:  # line-buffered: tail -f works
         for clean, augmented, mask in loader:
             clean = normalise_batch(clean.to(device, non_blocking=True), mean, std, config.channels_last)
             augmented = normalise_batch(augmented.to(device, non_blocking=True), mean, std, config.channels_last)
@@ -155,13 +167,22 @@ def train(
             if not math.isfinite(loss_value):
                 msg = f"training diverged at step {step} (loss {loss_value}); lower --lr or disable --bf16"
                 raise ConfigError(msg)
-            record = {"step": step, "loss": loss_value, "distill": float(distill.detach()), "seg": float(seg.detach())}
+            record = {
+                "step": step,
+                "loss": loss_value,
+                "distill": float(distill.detach()),
+                "seg": float(seg.detach()),
+                "seconds": round(time.perf_counter() - started, 3),
+            }
             log_file.write(json.dumps(record) + "\n")
             if bar is not None:
                 bar.set_postfix(loss=f"{record['loss']:.3f}", kd=f"{record['distill']:.3f}", seg=f"{record['seg']:.3f}")
                 bar.update(1)
             if on_step is not None:
                 on_step(step, record)
+            if snapshot_every and step % snapshot_every == 0:
+                (out / SNAPSHOT_DIR).mkdir(exist_ok=True)
+                save_model(model, out / SNAPSHOT_DIR / f"step_{step:06d}.safetensors")
             if step % config.checkpoint_every == 0 or step == config.steps:
                 log_file.flush()
                 save_training_state(out, model, optimizer, step=step, extra={"category": category})

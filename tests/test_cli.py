@@ -1,0 +1,121 @@
+"""The command line as a user meets it: one-line errors, exit codes, files written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fractalad_edge.artifact import read_metadata
+from fractalad_edge.cli import app
+from fractalad_edge.data.demo import make_demo_dataset
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.output.count("error:") == 1
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+
+
+def test_help_lists_every_command() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("train", "eval", "export", "calibrate", "predict", "bench", "demo"):
+        assert command in result.output
+
+
+def test_train_on_a_missing_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    assert_one_line_error(invoke("train", "--data", tmp_path / "nope", "--out", tmp_path / "run"), "nope")
+
+
+def test_train_on_an_empty_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(invoke("train", "--data", tmp_path / "empty", "--out", tmp_path / "run"), "empty")
+
+
+def test_export_refuses_a_precision_the_format_does_not_take_before_any_work(tiny_run: Path, tmp_path: Path) -> None:
+    result = invoke("export", tiny_run, "--format", "torch", "--precision", "int8", "--out", tmp_path / "m")
+    assert_one_line_error(result, "int8")
+    assert not (tmp_path / "m").exists()
+    assert_one_line_error(invoke("export", tiny_run, "--format", "tflite", "--out", tmp_path / "m"), "tflite")
+
+
+def test_predict_reports_a_bad_image_and_scores_the_rest(tiny_run: Path, normal_images_dir: Path, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in sorted(normal_images_dir.glob("*.png"))[:2]:
+        shutil.copy(path, images / path.name)
+    good = (images / sorted(p.name for p in images.iterdir())[0]).read_bytes()
+    (images / "truncated.png").write_bytes(good[: len(good) // 2])
+    result = invoke("predict", tiny_run, images, "--out", tmp_path / "preds")
+    assert result.exit_code == 1, result.output
+    assert "truncated.png" in result.output and "2 images scored" in result.output
+    records = [json.loads(line) for line in (tmp_path / "preds" / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    failed = [r for r in records if "error" in r]
+    assert len(failed) == 1 and failed[0]["image"].endswith("truncated.png")
+    assert all(0.0 <= r["pred_score"] <= 1.0 for r in records if "error" not in r)
+    assert len(list((tmp_path / "preds" / "overlays").glob("*.png"))) == 2
+
+
+def test_eval_writes_metrics_report_and_overlays(tiny_run: Path, tmp_path: Path) -> None:
+    data = make_demo_dataset(tmp_path / "part", size=64, train=2, test_good=3, test_defect=2)
+    result = invoke("eval", tiny_run, "--data", data, "--out", tmp_path / "eval", "--overlays", "4")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["num_images"] == 7 and metrics["num_anomalous"] == 4
+    assert 0.0 <= metrics["image_auroc"] <= 1.0 and 0.0 <= metrics["pixel_auroc"] <= 1.0
+    assert set(metrics["by_reduction"]) == {"mean", "max", "topk@0.01", "topk@0.001"}
+    overlays = list((tmp_path / "eval" / "overlays").glob("*.png"))
+    assert len(overlays) == 4
+    panel = cv2.imread(str(overlays[0]))
+    assert panel.shape == (64, 3 * 64, 3)  # image | ground truth | heat map
+
+
+def test_eval_rejects_a_mask_of_the_wrong_size(tiny_run: Path, tmp_path: Path) -> None:
+    data = make_demo_dataset(tmp_path / "part", size=64, train=2, test_good=1, test_defect=1)
+    mask = next((data / "ground_truth" / "scratch").glob("*.png"))
+    cv2.imwrite(str(mask), np.zeros((32, 32), np.uint8))
+    assert_one_line_error(invoke("eval", tiny_run, "--data", data), mask.name)
+
+
+def test_calibrate_writes_synthetic_and_real_thresholds(tiny_run: Path, normal_images_dir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_run, model)
+    data = make_demo_dataset(tmp_path / "part", size=64, train=2, test_good=3, test_defect=2)
+    result = invoke("calibrate", model, "--normal", normal_images_dir, "--count", "8")
+    assert result.exit_code == 0, result.output
+    calibration = read_metadata(model).calibration
+    assert calibration is not None and calibration.source == "synthetic" and calibration.num_anomalous == 4
+    result = invoke("calibrate", model, "--normal", normal_images_dir, "--count", "8", "--defects", data)
+    assert result.exit_code == 0 and "real defects" in result.output
+    assert read_metadata(model).calibration.source == "real"
+
+
+def test_calibrate_rejects_an_unknown_method(tiny_run: Path, normal_images_dir: Path) -> None:
+    assert_one_line_error(invoke("calibrate", tiny_run, "--normal", normal_images_dir, "--method", "guess"), "guess")
+
+
+@pytest.mark.slow
+def test_train_command_runs_a_tiny_schedule(tmp_path: Path) -> None:
+    data = make_demo_dataset(tmp_path / "part", size=64, train=4, test_good=1, test_defect=1)
+    result = invoke(
+        "train", "--data", data, "--out", tmp_path / "run", "--steps", "2", "--batch-size", "2",
+        "--input-size", "64", "--head-channels", "8",
+    )
+    assert result.exit_code == 0, result.output
+    assert "next: fractalad-edge eval" in result.output
+    assert read_metadata(tmp_path / "run").model["head_channels"] == 8
