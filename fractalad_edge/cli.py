@@ -65,7 +65,7 @@ class Reduction(str, Enum):
 # measured CPU schedule in docs/RESULTS.md; "tiny": smoke tests and the demo.
 PRESETS: dict[Preset, dict[str, Any]] = {
     Preset.published: {"batch_size": 32, "epochs": 100.0, "bf16": False},
-    Preset.quick_cpu: {"batch_size": 16, "steps": 300, "bf16": False},
+    Preset.quick_cpu: {"batch_size": 16, "steps": 150, "bf16": False},
     Preset.tiny: {"batch_size": 8, "steps": 60, "bf16": False},
 }
 
@@ -89,7 +89,7 @@ def train(
     object_placement: Optional[bool] = typer.Option(
         None, "--object-placement/--no-object-placement", help="Place anomalies on the object. Default by MVTec category."
     ),
-    score: Reduction = typer.Option(Reduction.topk, help="Image score: mean of map (paper), max, or top-1% mean."),
+    score: Reduction = typer.Option(Reduction.topk, help="Image score: top-0.1% mean of the map (default), mean (the paper's) or max."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default from preset)."),
     workers: int = typer.Option(0, help="DataLoader worker processes for anomaly generation."),

@@ -109,6 +109,8 @@ def test_resume_continues_exactly_where_an_interrupted_run_stopped(demo_data: Pa
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(), demo_data, tmp_path / "resumed", progress=False, on_step=interrupt)
     train(tiny_config(), demo_data, tmp_path / "resumed", progress=False, resume=True)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]  # the interrupted step after the last checkpoint is not logged twice
     straight = load_state(tmp_path / "straight" / MODEL_FILENAME)
     resumed = load_state(tmp_path / "resumed" / MODEL_FILENAME)
     for key, value in straight.items():

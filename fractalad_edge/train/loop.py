@@ -91,11 +91,12 @@ def train(
             msg = f"--resume: {out} holds no checkpoint to resume from; start without --resume"
             raise CheckpointError(msg)
         saved = TrainConfig.from_dict(json.loads(config_path.read_text())["train"])
-        # The learning rate is constant, so a schedule can be extended or shortened on resume;
-        # every other option must match or the resumed run would not be the run it claims to be.
-        if dataclasses.replace(saved, steps=config.steps) != config:
+        # The learning rate is constant, so a schedule can be extended or shortened on resume, and
+        # the image-score reduction is post-processing; every other option must match or the
+        # resumed run would not be the run it claims to be.
+        if dataclasses.replace(saved, steps=config.steps, score=config.score) != config:
             msg = (
-                f"--resume: the options differ from the interrupted run's {config_path} (only --steps may change); "
+                f"--resume: the options differ from the interrupted run's {config_path} (only --steps and --score may change); "
                 "resume with the same options"
             )
             raise CheckpointError(msg)
@@ -121,6 +122,7 @@ def train(
             msg = f"--resume: the checkpoint in {out} is at step {start_step}, past --steps {config.steps}"
             raise CheckpointError(msg)
         log.info("resuming %s at step %d", out, start_step)
+        _truncate_log(out / LOG_FILENAME, start_step)  # steps after the checkpoint are redone
     config_path.write_text(
         json.dumps({"train": config.to_dict(), "data": str(data), "category": category, "num_images": len(paths)}, indent=2)
     )
@@ -202,6 +204,12 @@ def train(
         images_per_second=images_seen / elapsed if elapsed > 0 else math.nan,
         final_loss=loss_value,
     )
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))
 
 
 def _progress_bar(*, total: int, initial: int, enabled: bool):  # noqa: ANN202 - tqdm type is optional
