@@ -390,14 +390,15 @@ def plot_report(report: BenchReport, path: Path) -> Path | None:
             xi, yi, xerr=[[l], [h]], fmt=_PRECISION_MARKERS.get(r.precision, "o"), color=colour, ecolor=colour,
             elinewidth=1.2, capsize=4, markersize=9, markeredgecolor="white", markeredgewidth=0.8, zorder=3,
         )
-    # Labels: alternate above/below when points crowd each other.
+    # Labels: four alternating lines (above, below, further above, further below) so that
+    # neighbours in latency never print on the same line.
     order = sorted(range(len(rows)), key=lambda i: x[i])
     for rank, i in enumerate(order):
         r = rows[i]
         text = f"{r.runtime} {r.precision}" + ("" if r.device == "cpu" else f" ({r.device})")
         if r.speedup is not None and r.name != report.reference:
             text += f"  {_ratio(r.speedup)}"
-        dy = 11 if rank % 2 == 0 else -17
+        dy = (11, -17, 25, -31)[rank % 4]
         ax.annotate(text, (x[i], y[i]), textcoords="offset points", xytext=(6, dy), fontsize=9, color=_RUNTIME_COLOURS.get(r.runtime, "#444444"))
 
     span = max(x) / min(x) if min(x) > 0 else 1.0

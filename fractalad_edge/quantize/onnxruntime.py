@@ -151,7 +151,13 @@ def quantize_onnx_model(
                 weight_type=quantization.QuantType.QInt8,
                 calibrate_method=method,
                 nodes_to_exclude=excluded,
-                extra_options={"CalibStridedMinMax": chunk},
+                extra_options={
+                    "CalibStridedMinMax": chunk,
+                    # By default the quantizer deletes ReLU/Clip in front of a QuantizeLinear (the
+                    # INT8 range clips instead); a float region reading that tensor would then see
+                    # pre-activation values. onnxruntime fuses them back at session creation.
+                    "QDQKeepRemovableActivations": bool(excluded),
+                },
             )
         except Exception as exc:
             msg = f"onnxruntime static quantization of {fp32_path} failed ({type(exc).__name__}: {exc})"
