@@ -7,7 +7,6 @@ made from the training images, so it can be loaded by ``Predictor`` straight awa
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from fractalad_edge.artifact import (
     describe_files,
     now_iso,
     package_version,
-    read_metadata,
     write_metadata,
 )
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
@@ -74,15 +72,5 @@ def write_run_artifact(
         predictor, calibration_set.images, calibration_set.labels, calibration_set.masks, seed=config.seed + 1
     )
     metadata = dataclasses.replace(metadata, calibration=calibration)
-    write_metadata(out, metadata)
-    return metadata
-
-
-def export_torch(run_dir: Path, out: Path) -> ArtifactMetadata:
-    """Copy a run's weights and metadata into a clean artifact directory (no optimizer state, logs)."""
-    metadata = read_metadata(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(run_dir / MODEL_FILENAME, out / MODEL_FILENAME)
-    metadata = dataclasses.replace(metadata, files=describe_files(out, [MODEL_FILENAME]), created=now_iso())
     write_metadata(out, metadata)
     return metadata
