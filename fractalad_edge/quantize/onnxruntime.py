@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 #: calibration methods onnxruntime offers that this module accepts
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
 
-_CSAM_TYPES = frozenset({"ReduceSum", "Sqrt", "Div", "Sub", "Mul", "Max", "Pow"})
 #: bound the activations the calibrator holds in memory at once (each one is a full set of
 #: intermediate tensors of one image)
 _CALIBRATION_CHUNK = 8
@@ -44,7 +43,7 @@ def onnx_float_node_names(model: onnx.ModelProto, keep_float: Iterable[str | Flo
     producer = {output: node for node in nodes for output in node.output}
     names: set[str] = set()
     if FloatRegion.CSAM in regions:
-        names.update(node.name for node in nodes if node.op_type in _CSAM_TYPES)
+        names.update(_csam_nodes(nodes, producer))
     if FloatRegion.FLOW in regions:
         for node in nodes:
             if node.op_type == "GridSample":
@@ -55,6 +54,31 @@ def onnx_float_node_names(model: onnx.ModelProto, keep_float: Iterable[str | Flo
         for output in model.graph.output:
             names.update(_upstream_until_conv(output.name, producer))
     return [node.name for node in nodes if node.name in names]
+
+
+def _csam_nodes(nodes: Sequence[Any], producer: dict[str, Any]) -> set[str]:
+    """The cosine attention, anchored on ReduceSum (used nowhere else in the graph): the
+    channel products it sums and everything after it up to the next convolution."""
+    consumers: dict[str, list[Any]] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found: set[str] = set()
+    for node in nodes:
+        if node.op_type != "ReduceSum":
+            continue
+        product = producer.get(node.input[0])
+        if product is not None and product.op_type == "Mul":
+            found.add(product.name)
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            if current.name in found and current is not node:
+                continue
+            found.add(current.name)
+            for output in current.output:
+                stack.extend(c for c in consumers.get(output, []) if c.op_type != "Conv")
+    return found
 
 
 def _upstream_until_conv(tensor: str, producer: dict[str, Any]) -> set[str]:
@@ -107,6 +131,7 @@ def quantize_onnx_model(
     *,
     calibrate_method: str = "minmax",
     keep_float: Sequence[str | FloatRegion] = DEFAULT_KEEP_FLOAT,
+    reduce_range: bool = True,
 ) -> None:
     """Write an INT8 QDQ copy of ``fp32_path`` to ``out_path``, calibrated on ``calibration``."""
     onnx = require("onnx", "export")
@@ -147,6 +172,7 @@ def quantize_onnx_model(
                 reader,
                 quant_format=quantization.QuantFormat.QDQ,
                 per_channel=True,
+                reduce_range=reduce_range,
                 activation_type=quantization.QuantType.QUInt8,
                 weight_type=quantization.QuantType.QInt8,
                 calibrate_method=method,

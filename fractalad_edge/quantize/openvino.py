@@ -38,9 +38,6 @@ if TYPE_CHECKING:
 MODES = ("ptq", "accuracy-control")
 PRESETS = ("performance", "mixed")
 
-#: ops of the cosine similarity attention (the backbones use none of them except Multiply in
-#: squeeze-excitation, which EfficientNet-Lite and ResNet do not have)
-_CSAM_TYPES = frozenset({"ReduceSum", "Sqrt", "Divide", "Subtract", "Multiply", "Maximum", "Power"})
 _CONVOLUTIONS = frozenset({"Convolution", "GroupConvolution"})
 _LEAVES = frozenset({"Constant", "Parameter"})
 
@@ -51,7 +48,7 @@ def float_node_names(model: ov.Model, keep_float: Iterable[str | FloatRegion]) -
     names: set[str] = set()
     ops = list(model.get_ordered_ops())
     if FloatRegion.CSAM in regions:
-        names.update(op.get_friendly_name() for op in ops if op.get_type_name() in _CSAM_TYPES)
+        names.update(_csam_ops(ops))
     if FloatRegion.FLOW in regions:
         for op in ops:
             if op.get_type_name() == "GridSample":
@@ -60,6 +57,35 @@ def float_node_names(model: ov.Model, keep_float: Iterable[str | FloatRegion]) -
     if FloatRegion.CLASSIFIER in regions:
         names.update(_output_path_to_conv(model))
     return [op.get_friendly_name() for op in ops if op.get_friendly_name() in names]
+
+
+def _csam_ops(ops: Sequence[Any]) -> set[str]:
+    """The cosine attention: each channel sum (ReduceSum), the product it sums, and everything
+    after it up to the next convolution (norms, clamp, division, ``(1 - cos) / 2``, ``a * s``).
+
+    Anchored on ReduceSum, which the backbones and the head never use, so nothing else is
+    caught even in an unnormalised graph where Clip became Minimum/Maximum and BatchNorm
+    became Subtract/Divide.
+    """
+    found: set[str] = set()
+    for op in ops:
+        if op.get_type_name() != "ReduceSum":
+            continue
+        product = op.input_value(0).get_node()
+        if product.get_type_name() == "Multiply":
+            found.add(product.get_friendly_name())
+        stack = [op]
+        while stack:
+            current = stack.pop()
+            if current.get_friendly_name() in found and current is not op:
+                continue
+            found.add(current.get_friendly_name())
+            for output in current.outputs():
+                for target in output.get_target_inputs():
+                    node = target.get_node()
+                    if node.get_type_name() not in _CONVOLUTIONS | {"Result"}:
+                        stack.append(node)
+    return found
 
 
 def _upstream_until_conv(node: Any) -> set[str]:
