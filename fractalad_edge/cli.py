@@ -55,6 +55,11 @@ class Preset(str, Enum):
     tiny = "tiny"
 
 
+class LrSchedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"
+
+
 class Reduction(str, Enum):
     mean = "mean"
     max = "max"
@@ -64,9 +69,9 @@ class Reduction(str, Enum):
 # Schedules. "published": the paper's (100 epochs of 391 samples, batch 32); "quick-cpu": the
 # measured CPU schedule in docs/RESULTS.md; "tiny": smoke tests and the demo.
 PRESETS: dict[Preset, dict[str, Any]] = {
-    Preset.published: {"batch_size": 32, "epochs": 100.0, "bf16": False},
-    Preset.quick_cpu: {"batch_size": 16, "steps": 150, "bf16": False},
-    Preset.tiny: {"batch_size": 8, "steps": 60, "bf16": False},
+    Preset.published: {"batch_size": 32, "epochs": 100.0, "bf16": False, "lr_schedule": "constant"},
+    Preset.quick_cpu: {"batch_size": 16, "steps": 150, "bf16": False, "lr_schedule": "constant"},
+    Preset.tiny: {"batch_size": 8, "steps": 60, "bf16": False, "lr_schedule": "constant"},
 }
 
 
@@ -80,11 +85,14 @@ def train(
     epochs: Optional[float] = typer.Option(None, help="Epochs of 391 samples (the published unit); converted to steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     lr: float = typer.Option(1e-3),
+    lr_schedule: Optional[LrSchedule] = typer.Option(
+        None, help="constant (the published schedule) or cosine (annealed to 0 at the last step). Default from preset."
+    ),
     seed: int = typer.Option(0),
     backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (weights ship with pip) or resnet18."),
     backbone_weights: Optional[Path] = typer.Option(None, help="ImageNet weights file (needed for resnet18)."),
     input_size: int = typer.Option(256, help="Square input side, multiple of 32."),
-    head_channels: int = typer.Option(64, help="Segmentation head width C."),
+    head_channels: int = typer.Option(32, help="Segmentation head width C (see docs/RESULTS.md for 32 vs 64)."),
     kd: Optional[bool] = typer.Option(None, "--kd/--no-kd", help="Distillation (student). Default: on, off for MVTec textures."),
     object_placement: Optional[bool] = typer.Option(
         None, "--object-placement/--no-object-placement", help="Place anomalies on the object. Default by MVTec category."
@@ -125,6 +133,7 @@ def train(
         steps=steps,
         batch_size=batch,
         lr=lr,
+        lr_schedule=schedule["lr_schedule"] if lr_schedule is None else lr_schedule.value,
         seed=seed,
         device=device,
         bf16=schedule["bf16"] if bf16 is None else bf16,
@@ -138,10 +147,14 @@ def train(
     result = run_training(
         config, data, out, resume=resume, backbone_weights=backbone_weights, snapshot_every=snapshot_every
     )
-    typer.echo(
-        f"done: {result.steps} steps in {result.seconds:.0f} s ({result.images_per_second:.1f} images/s); model in {out}\n"
-        f"next: fractalad-edge eval {out} --data {data}"
-    )
+    if result.steps_run:
+        done = (
+            f"done: {result.steps_run} steps in {result.seconds:.0f} s ({result.images_per_second:.1f} images/s), "
+            f"now at step {result.steps}"
+        )
+    else:
+        done = f"nothing to train: the checkpoint is already at step {result.steps}; model rewritten"
+    typer.echo(f"{done}; model in {out}\nnext: fractalad-edge eval {out} --data {data}")
 
 
 @app.command("eval")

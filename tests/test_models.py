@@ -31,7 +31,7 @@ from fractalad_edge.models.backbones.efficientnet_lite import (
     efficientnet_lite0_classifier,
 )
 from fractalad_edge.models.backbones.resnet import ResNet18
-from fractalad_edge.models.head import FlowAlign
+from fractalad_edge.models.head import BilinearUpsample, FlowAlign, bilinear_weights
 
 SIZE = 64
 ESPRESSO = 967
@@ -258,6 +258,19 @@ def test_flow_align_starts_as_bilinear_upsampling() -> None:
     torch.testing.assert_close(align(fine, coarse), expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize(("in_size", "out_size"), [(64, 256), (8, 32), (5, 17), (16, 16), (32, 8)])
+def test_matmul_upsample_equals_torch_bilinear(in_size: int, out_size: int) -> None:
+    x = _randn(2, 3, in_size, in_size, seed=in_size)
+    expected = F.interpolate(x, size=(out_size, out_size), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(BilinearUpsample(in_size, out_size)(x), expected, atol=1e-5, rtol=0)
+
+
+def test_bilinear_weights_hand_computed() -> None:
+    # 2 -> 4: sources -0.25 (clamped to 0), 0.25, 0.75, 1.25 (upper neighbour clamped)
+    expected = torch.tensor([[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]])
+    torch.testing.assert_close(bilinear_weights(4, 2), expected)
+
+
 def test_flow_is_in_fine_pixels_and_points_where_to_sample() -> None:
     align = FlowAlign(channels=2, size=16)
     with torch.no_grad():
@@ -403,7 +416,7 @@ def test_state_dicts_restore_the_model() -> None:
 def test_model_config_validation_and_json_round_trip() -> None:
     config = ModelConfig(backbone="resnet18", input_size=128, head_channels=32, distillation=False)
     assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    assert ModelConfig() == ModelConfig(backbone="efficientnet_lite0", input_size=256, head_channels=64, distillation=True)
+    assert ModelConfig() == ModelConfig(backbone="efficientnet_lite0", input_size=256, head_channels=32, distillation=True)
     with pytest.raises(ConfigError, match="Unknown ModelConfig keys"):
         ModelConfig.from_dict({**config.to_dict(), "inputsize": 256})
     bad: list[dict[str, object]] = [

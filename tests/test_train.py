@@ -122,7 +122,9 @@ def test_resume_refuses_other_options_but_may_extend_the_schedule(demo_data: Pat
     with pytest.raises(CheckpointError, match="options differ"):
         train(tiny_config(steps=1, lr=5e-4), demo_data, tmp_path / "run", progress=False, resume=True)
     extended = train(tiny_config(steps=2), demo_data, tmp_path / "run", progress=False, resume=True)
-    assert extended.steps == 2
+    assert (extended.steps, extended.steps_run) == (2, 1)
+    again = train(tiny_config(steps=2), demo_data, tmp_path / "run", progress=False, resume=True)
+    assert (again.steps, again.steps_run) == (2, 0)
     with pytest.raises(CheckpointError, match="nothing to resume|no checkpoint"):
         train(tiny_config(steps=1), demo_data, tmp_path / "empty", progress=False, resume=True)
 
@@ -141,3 +143,19 @@ def load_state(path: Path) -> dict:
     from safetensors.torch import load_file
 
     return load_file(str(path))
+
+
+def test_cosine_schedule_anneals_to_zero_and_constant_stays_put() -> None:
+    cosine = tiny_config(steps=4, lr=1e-3, lr_schedule="cosine")
+    assert [cosine.learning_rate(t) for t in range(5)] == pytest.approx([1e-3, 8.5355339e-4, 5e-4, 1.4644661e-4, 0.0], abs=1e-10)
+    assert tiny_config(steps=4, lr=1e-3).learning_rate(3) == 1e-3
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        tiny_config(lr_schedule="step")
+
+
+def test_cosine_run_logs_its_learning_rates_and_refuses_a_longer_resume(demo_data: Path, tmp_path: Path) -> None:
+    train(tiny_config(lr_schedule="cosine"), demo_data, tmp_path / "run", progress=False)
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert rates == pytest.approx([1e-3, 7.5e-4, 2.5e-4])  # steps 0, 1, 2 of 3
+    with pytest.raises(CheckpointError, match="tied to its 3 steps"):
+        train(tiny_config(lr_schedule="cosine", steps=4), demo_data, tmp_path / "run", progress=False, resume=True)

@@ -62,6 +62,8 @@ def _linear_macs(module: Any, output: Any) -> int:
 def _hooks(model: Any, counts: dict[str, int], layers: list[int]) -> Iterator[None]:
     from torch import nn
 
+    from fractalad_edge.models.head import BilinearUpsample
+
     def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         if isinstance(module, nn.modules.conv._ConvTransposeNd):
             macs = _conv_transpose_macs(module, inputs)
@@ -71,6 +73,10 @@ def _hooks(model: Any, counts: dict[str, int], layers: list[int]) -> Iterator[No
             macs = _linear_macs(module, output)
         elif isinstance(module, nn.Bilinear):
             macs = int(output.numel()) * module.in1_features * module.in2_features
+        elif isinstance(module, BilinearUpsample):  # rows @ x @ cols
+            maps = int(inputs[0].shape[0] * inputs[0].shape[1])
+            (out_h, in_h), (in_w, out_w) = module.rows.shape, module.cols.shape
+            macs = maps * (out_h * in_h * in_w + out_h * in_w * out_w)
         else:  # pragma: no cover - only registered on the types above
             return
         name = type(module).__name__
@@ -80,7 +86,7 @@ def _hooks(model: Any, counts: dict[str, int], layers: list[int]) -> Iterator[No
     handles = [
         module.register_forward_hook(hook)
         for module in model.modules()
-        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear, nn.Bilinear))
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear, nn.Bilinear, BilinearUpsample))
     ]
     try:
         yield

@@ -97,8 +97,12 @@ def _make_samples(paths: Sequence[Path], count: int, config: CalibrationConfig, 
 
 
 def build_calibration_sets(paths: Sequence[str | Path], config: CalibrationConfig) -> tuple[CalibrationSet, CalibrationSet]:
-    """(calibration, validation) sets from disjoint normal images, reproducible from ``config.seed``."""
-    paths = [Path(p) for p in paths]
+    """(calibration, validation) sets from disjoint normal images, reproducible from ``config.seed``.
+
+    Paths are sorted first, so the sets do not depend on the order a directory listing or
+    glob happened to return them in.
+    """
+    paths = sorted({Path(p) for p in paths})
     if not paths:
         msg = "calibration needs normal images and none were given; pass --calib-data with a folder of good images"
         raise CalibrationError(msg)

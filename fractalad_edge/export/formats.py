@@ -73,6 +73,7 @@ class ExportedModel:
     checked_precision: Precision  # precision of what open_backend runs (sets the parity tolerance)
     engine: EngineInfo | None = None
     quantization: tuple[str, str] | None = None  # (toolchain, mode) of an int8 export
+    float_layers: tuple[str, ...] = ()  # int8: graph nodes the quantizer left in float
 
 
 @dataclass(frozen=True, kw_only=True)

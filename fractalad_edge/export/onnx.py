@@ -84,10 +84,15 @@ def write_onnx_artifact(job: ExportJob) -> ExportedModel:
     path = job.directory / ONNX_FILENAME
     size = job.input_spec.height
     quantization = None
+    float_layers: tuple[str, ...] = ()
     if job.precision is Precision.INT8:
-        from fractalad_edge.quantize.onnxruntime import quantize_onnx_model
+        import onnx
+
+        from fractalad_edge.quantize import DEFAULT_KEEP_FLOAT
+        from fractalad_edge.quantize.onnxruntime import onnx_float_node_names, quantize_onnx_model
 
         fp32_path = export_onnx(job.model, job.scratch / "model-fp32.onnx", input_size=size, opset=job.opset)
+        float_layers = tuple(onnx_float_node_names(onnx.load(str(fp32_path)), DEFAULT_KEEP_FLOAT))
         job.progress(f"quantizing to int8 (onnxruntime QDQ) on {len(job.calibration)} calibration images")
         quantize_onnx_model(fp32_path, path, job.calibration, job.input_spec)
         quantization = ("onnxruntime", "qdq-static")
@@ -99,6 +104,7 @@ def write_onnx_artifact(job: ExportJob) -> ExportedModel:
         checked_with=f"onnxruntime {job.device}",
         checked_precision=job.precision,
         quantization=quantization,
+        float_layers=float_layers,
     )
 
 

@@ -34,9 +34,12 @@ def write_openvino_artifact(job: ExportJob) -> ExportedModel:
     onnx_path = export_onnx(job.model, job.scratch / "model.onnx", input_size=job.input_spec.height, opset=job.opset)
     model = ov.convert_model(str(onnx_path))
     quantization = None
+    float_layers: tuple[str, ...] = ()
     if job.precision is Precision.INT8:
-        from fractalad_edge.quantize.openvino import quantize_openvino_model
+        from fractalad_edge.quantize import DEFAULT_KEEP_FLOAT
+        from fractalad_edge.quantize.openvino import float_node_names, quantize_openvino_model
 
+        float_layers = tuple(float_node_names(model, DEFAULT_KEEP_FLOAT))
         job.progress(f"quantizing to int8 (NNCF) on {len(job.calibration)} calibration images")
         model = quantize_openvino_model(model, job.calibration, job.input_spec, validation=job.validation, mode="ptq")
         quantization = ("nncf", "ptq")
@@ -48,6 +51,7 @@ def write_openvino_artifact(job: ExportJob) -> ExportedModel:
         checked_with=f"openvino {job.device}",
         checked_precision=job.precision,
         quantization=quantization,
+        float_layers=float_layers,
     )
 
 

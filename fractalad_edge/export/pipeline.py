@@ -41,7 +41,7 @@ from fractalad_edge.calibration.thresholds import ThresholdMethod, calibrate_sco
 from fractalad_edge.errors import CalibrationError, ConfigError, ExportError
 from fractalad_edge.export.formats import ExportedModel, ExportJob, FormatSpec, check_export_request, parse_format
 from fractalad_edge.export.onnx import MAX_OPSET, MIN_OPSET
-from fractalad_edge.export.parity import compare_maps, enforce_parity, format_parity, tolerance_for
+from fractalad_edge.export.parity import RECORDED_ONLY, compare_maps, enforce_parity, format_parity, tolerance_for
 
 RUN_CONFIG_FILENAME = "config.json"  # written by train(); its "data" is the training folder
 
@@ -237,7 +237,7 @@ def _check_and_calibrate(
             job.validation.images[: options.parity_images],
             tolerance=tolerance_for(exported.checked_precision, options.tolerance),
         )
-        say(format_parity(parity, checked_with=checked_with))
+        say(format_parity(parity, checked_with=checked_with, recorded_only=exported.checked_precision in RECORDED_ONLY))
         enforce_parity(parity, exported.checked_precision, what=f"the {spec.format.value} {options.precision.value} export")
         quantization = None
         if exported.quantization is not None:
@@ -253,6 +253,7 @@ def _check_and_calibrate(
                 mode=mode,
                 calibration=job.calibration,
                 allow_drop=options.allow_accuracy_drop,
+                ignored_layers=exported.float_layers,
             )
             say(
                 f"int8 accuracy gate ({toolchain} {mode}): image AUROC {quantization.float_image_auroc:.4f} -> "

@@ -51,7 +51,11 @@ def write_tensorrt_artifact(job: ExportJob) -> ExportedModel:
         calibrator = EntropyCalibrator(job.calibration, job.input_spec, job.scratch / "tensorrt-int8.cache")
         quantization = ("tensorrt", "entropy-calibration")
     job.progress(f"building a {job.precision.value} TensorRT engine (this takes a while)")
-    serialized = build_serialized_engine(onnx_path, precision=job.precision, int8_calibrator=calibrator)
+    try:
+        serialized = build_serialized_engine(onnx_path, precision=job.precision, int8_calibrator=calibrator)
+    finally:
+        if calibrator is not None:
+            calibrator.close()  # frees its device buffer before the engine is loaded for the parity check
     engine_path = job.directory / ENGINE_FILENAME
     engine_path.write_bytes(serialized)
     info = current_engine_info(cuda_device_index(job.device))

@@ -17,6 +17,11 @@ EPOCH_SIZE = 391
 PUBLISHED_BATCH = 32
 
 
+#: "constant": the published schedule (no decay). "cosine": lr * (1 + cos(pi * t / steps)) / 2,
+#: annealed to zero at the last step, so the final weights are not one noisy step of many.
+LR_SCHEDULES = ("constant", "cosine")
+
+
 def steps_for_epochs(epochs: float, batch_size: int, epoch_size: int = EPOCH_SIZE) -> int:
     return max(1, math.ceil(epochs * epoch_size / batch_size))
 
@@ -29,6 +34,7 @@ class TrainConfig:
     steps: int = steps_for_epochs(PUBLISHED_EPOCHS, PUBLISHED_BATCH)
     batch_size: int = PUBLISHED_BATCH
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     weight_decay: float = 1e-3
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
@@ -52,6 +58,9 @@ class TrainConfig:
             if not ok:
                 msg = f"train config: {name}={getattr(self, name)!r} is out of range"
                 raise ConfigError(msg)
+        if self.lr_schedule not in LR_SCHEDULES:
+            msg = f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            raise ConfigError(msg)
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             msg = f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
             raise ConfigError(msg)
@@ -61,6 +70,12 @@ class TrainConfig:
                 f"{self.model.input_size}; they must match"
             )
             raise ConfigError(msg)
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate for optimizer step ``step`` (0-based): a pure function of the step, so resume is exact."""
+        if self.lr_schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, self.steps) / self.steps))
+        return self.lr
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

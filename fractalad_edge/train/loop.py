@@ -39,10 +39,11 @@ SNAPSHOT_DIR = "snapshots"
 @dataclass(frozen=True, kw_only=True)
 class TrainResult:
     run_dir: Path
-    steps: int
-    seconds: float
+    steps: int  # the step the model is at
+    seconds: float  # wall time of the steps run in this call
     images_per_second: float
     final_loss: float
+    steps_run: int = 0  # steps taken in this call (fewer than ``steps`` after --resume)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,9 +92,15 @@ def train(
             msg = f"--resume: {out} holds no checkpoint to resume from; start without --resume"
             raise CheckpointError(msg)
         saved = TrainConfig.from_dict(json.loads(config_path.read_text())["train"])
-        # The learning rate is constant, so a schedule can be extended or shortened on resume, and
-        # the image-score reduction is post-processing; every other option must match or the
-        # resumed run would not be the run it claims to be.
+        # A constant learning rate lets a schedule be extended or shortened on resume (a cosine
+        # one is tied to its length), and the image-score reduction is post-processing; every
+        # other option must match or the resumed run would not be the run it claims to be.
+        if saved.lr_schedule != "constant" and saved.steps != config.steps:
+            msg = (
+                f"--resume: the interrupted run's {saved.lr_schedule} learning-rate schedule is tied to its "
+                f"{saved.steps} steps; resume with --steps {saved.steps}, or train a new run"
+            )
+            raise CheckpointError(msg)
         if dataclasses.replace(saved, steps=config.steps, score=config.score) != config:
             msg = (
                 f"--resume: the options differ from the interrupted run's {config_path} (only --steps and --score may change); "
@@ -162,6 +169,8 @@ def train(
             loss = distill.float() + seg
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate(step)
             optimizer.step()
             step += 1
             images_seen += clean.shape[0]
@@ -171,6 +180,7 @@ def train(
                 raise ConfigError(msg)
             record = {
                 "step": step,
+                "lr": optimizer.param_groups[0]["lr"],
                 "loss": loss_value,
                 "distill": float(distill.detach()),
                 "seg": float(seg.detach()),
@@ -203,6 +213,7 @@ def train(
         seconds=elapsed,
         images_per_second=images_seen / elapsed if elapsed > 0 else math.nan,
         final_loss=loss_value,
+        steps_run=step - start_step,
     )
 
 

@@ -1,0 +1,107 @@
+"""onnxruntime INT8 recipes compared the way the export gate judges them: on held-out
+*synthetic* anomalies (no real defects), with the real test set printed beside for the record.
+
+Each variant is ``method:weights:scope``:
+
+* method: ``minmax``, ``entropy`` or ``percentile`` (onnxruntime calibration methods);
+* weights: ``s8r`` (signed 7-bit, ``reduce_range``: the SDK's default), ``s8`` (signed full
+  range) or ``u8`` (unsigned full range);
+* scope: ``all`` (every op onnxruntime quantizes) or ``conv`` (Conv inputs only).
+
+The fp32 artifact comes from a bench folder (``<bench>/models/onnxruntime-fp32``).
+
+    python scripts/ort_int8_variants.py bench/bottle --data ../shared/data/mvtec_ad/bottle \\
+        --variants minmax:s8r:all,entropy:s8r:all,percentile:s8r:all,minmax:u8:all,minmax:s8r:conv
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bench", type=Path)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--variants", default="minmax:s8r:all,entropy:s8r:all")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved latency rounds (0: accuracy only)")
+    args = parser.parse_args()
+
+    import numpy as np
+
+    import onnxruntime.quantization as ortq
+
+    from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set
+    from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
+    from fractalad_edge.data.datasets import find_training_images
+    from fractalad_edge.predictor import Predictor
+    from fractalad_edge.quantize.gate import compare_on_validation
+    from fractalad_edge.quantize.onnxruntime import quantize_onnx_model
+
+    original = ortq.quantize_static
+    overrides: dict = {}
+
+    def quantize_static(*a, **k):  # the SDK's call, with the variant's settings on top
+        return original(*a, **{**k, **overrides})
+
+    ortq.quantize_static = quantize_static
+
+    fp32_dir = args.bench / "models" / "onnxruntime-fp32"
+    reference = Predictor.load(fp32_dir)
+    size = reference.metadata.input.height
+    calibration, validation = build_calibration_sets(
+        find_training_images(args.data), CalibrationConfig(count=64, validation_count=32, image_size=size)
+    )
+    test_set = load_test_set(args.data, size)
+    print("| variant | synthetic pixel AUROC (float) | drop, points | real image / pixel / AUPRO | s |")
+    print("|---|---|---|---|---|")
+    candidates = {"fp32": reference}
+    with tempfile.TemporaryDirectory(prefix="ort-int8-") as tmp:
+        for variant in args.variants.split(","):
+            method, weights, scope = variant.split(":")
+            overrides.clear()
+            if weights == "u8":
+                overrides.update(weight_type=ortq.QuantType.QUInt8, reduce_range=False)
+            elif weights == "s8":
+                overrides.update(reduce_range=False)
+            if scope == "conv":
+                overrides.update(op_types_to_quantize=["Conv"])
+            out = Path(tmp) / variant.replace(":", "-")
+            shutil.copytree(fp32_dir, out)
+            started = time.perf_counter()
+            quantize_onnx_model(fp32_dir / "model.onnx", out / "model.onnx", calibration, reference.metadata.input, calibrate_method=method)
+            candidate = Predictor.load(out, verify=False)  # model.onnx replaced: the sha check would refuse it
+            candidates[variant] = candidate
+            gate = compare_on_validation(reference, candidate, validation)
+            real, _ = evaluate_predictor(candidate, test_set)
+            print(
+                f"| {variant} | {100 * gate.candidate_pixel_auroc:.2f} ({100 * gate.reference_pixel_auroc:.2f}) | "
+                f"{gate.worst_drop:.2f} | {100 * real.image_auroc:.2f} / {100 * real.pixel_auroc:.2f} / {100 * real.aupro:.2f} | "
+                f"{time.perf_counter() - started:.0f} |",
+                flush=True,
+            )
+        if args.rounds:
+            frame = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+            times: dict[str, list[float]] = {name: [] for name in candidates}
+            for r in range(args.rounds):  # interleaved, rotated: drift lands on every variant alike
+                names = list(candidates)
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    for _ in range(2):
+                        candidates[name].predict(frame)
+                    for _ in range(5):
+                        started = time.perf_counter()
+                        candidates[name].predict(frame)
+                        times[name].append(time.perf_counter() - started)
+            print("\n| variant | p50 ms (p10-p90) | vs fp32 |\n|---|---|---|")
+            base = float(np.median(times["fp32"]))
+            for name, values in times.items():
+                p10, p50, p90 = np.percentile(np.asarray(values) * 1e3, [10, 50, 90])
+                print(f"| {name} | {p50:.1f} ({p10:.1f}-{p90:.1f}) | {base * 1e3 / p50:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
