@@ -16,9 +16,9 @@ held-out *synthetic* validation set as the export gate does (pixel AUROC drop, p
 * weights ``reduce_range`` (7-bit) is required on CPUs without VNNI: full-range S8 weights
   saturate ``vpmaddubsw``'s int16 sums on AVX2 and the maps collapse;
 * calibration: entropy 0.46, minmax 0.50, percentile (99.999) 0.58. Entropy is the default;
-* U8 weights (no saturation, full range) lose nothing (0.00) but run 3.4x *slower* than
-  fp32 on AVX2; quantizing only Conv inputs loses 0.19 but runs no faster than fp32,
-  because without a quantized output onnxruntime cannot fuse QLinearConv.
+* U8 weights (no saturation, full range) lose nothing (0.00) but run 3x *slower* than
+  fp32 on AVX2; quantizing only Conv inputs runs no faster than fp32, because without a
+  quantized output onnxruntime cannot fuse QLinearConv.
 """
 
 from __future__ import annotations
