@@ -34,7 +34,7 @@ class ModelConfig:
     ``head_channels`` is the head width C. METHOD suggests the first stage's width (24 for
     Lite0) or wider. 32 is the default, measured against 64 on MVTec bottle
     (docs/RESULTS.md): the same accuracy within the step-to-step spread of a run, and
-    1.1x (torch) to 1.4x (onnxruntime, OpenVINO) faster inference, because the head's
+    1.16x (torch) to 1.38x (OpenVINO) faster inference, because the head's
     stride-4 convolutions scale with C squared.
     ``distillation=False`` is texture mode: the head reads teacher features directly and
     there is no student.
