@@ -86,7 +86,7 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     lr: float = typer.Option(1e-3),
     lr_schedule: Optional[LrSchedule] = typer.Option(
-        None, help="constant (the published schedule) or cosine (annealed to 0 at the last step). Default from preset."
+        None, help="constant (the published schedule) or cosine (annealed towards 0 over the run). Default from preset."
     ),
     seed: int = typer.Option(0),
     backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (weights ship with pip) or resnet18."),

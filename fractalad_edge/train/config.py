@@ -18,7 +18,7 @@ PUBLISHED_BATCH = 32
 
 
 #: "constant": the published schedule (no decay). "cosine": lr * (1 + cos(pi * t / steps)) / 2,
-#: annealed to zero at the last step, so the final weights are not one noisy step of many.
+#: annealed towards zero over the run, so the final weights are not one noisy step of many.
 LR_SCHEDULES = ("constant", "cosine")
 
 
