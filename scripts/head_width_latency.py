@@ -15,7 +15,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +50,7 @@ def main() -> None:
     import torch
 
     torch.set_flush_denormal(True)
+    from fractalad_edge.bench.latency import LatencyStats, PredictorTimer, interleaved_rounds
     from fractalad_edge.predictor import Predictor
 
     widths = [int(w) for w in args.widths.split(",")]
@@ -61,26 +61,14 @@ def main() -> None:
             for name, path in build(Path(tmp), args.data, width).items():
                 predictors[(width, name)] = Predictor.load(path)
         frame = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
-        times: dict[tuple[int, str], list[float]] = {key: [] for key in predictors}
-        for predictor in predictors.values():
-            for _ in range(5):
-                predictor.predict(frame)
-        keys = list(predictors)
-        for r in range(args.rounds):
-            for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
-                for _ in range(2):  # settle: the previous runtime's threads must not bill this one
-                    predictors[key].predict(frame)
-                for _ in range(args.per_round):
-                    start = time.perf_counter()
-                    predictors[key].predict(frame)
-                    times[key].append(time.perf_counter() - start)
+        tasks = {key: PredictorTimer(predictor, frame, [frame]).full for key, predictor in predictors.items()}
+        times = interleaved_rounds(tasks, runs=args.rounds * args.per_round, rounds=args.rounds, warmup=5, settle=2)
     print("| C | config | p50 ms (p10-p90) | vs torch, same C |")
     print("|---|---|---|---|")
     for (width, name), values in times.items():
-        ms = np.asarray(values) * 1e3
-        base = np.median(times[(width, "torch")]) * 1e3
-        p10, p50, p90 = np.percentile(ms, [10, 50, 90])
-        print(f"| {width} | {name} | {p50:.1f} ({p10:.1f}-{p90:.1f}) | {base / p50:.2f}x |")
+        stats = LatencyStats.from_seconds(values)
+        base = LatencyStats.from_seconds(times[(width, "torch")]).p50_ms
+        print(f"| {width} | {name} | {stats.p50_ms:.1f} ({stats.p10_ms:.1f}-{stats.p90_ms:.1f}) | {base / stats.p50_ms:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ def main() -> None:
     import onnxruntime.quantization as ortq
 
     from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set
+    from fractalad_edge.bench.latency import LatencyStats, PredictorTimer, interleaved_rounds
     from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
     from fractalad_edge.data.datasets import find_training_images
     from fractalad_edge.predictor import Predictor
@@ -86,22 +87,13 @@ def main() -> None:
             )
         if args.rounds:
             frame = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
-            times: dict[str, list[float]] = {name: [] for name in candidates}
-            for r in range(args.rounds):  # interleaved, rotated: drift lands on every variant alike
-                names = list(candidates)
-                for name in names[r % len(names) :] + names[: r % len(names)]:
-                    for _ in range(2):
-                        candidates[name].predict(frame)
-                    for _ in range(5):
-                        started = time.perf_counter()
-                        candidates[name].predict(frame)
-                        times[name].append(time.perf_counter() - started)
+            tasks = {name: PredictorTimer(predictor, frame, [frame]).full for name, predictor in candidates.items()}
+            times = interleaved_rounds(tasks, runs=5 * args.rounds, rounds=args.rounds, warmup=2, settle=2)
             print("\n| variant | p50 ms (p10-p90) | vs fp32 |\n|---|---|---|")
-            base = float(np.median(times["fp32"]))
+            base = LatencyStats.from_seconds(times["fp32"]).p50_ms
             for name, values in times.items():
-                p10, p50, p90 = np.percentile(np.asarray(values) * 1e3, [10, 50, 90])
-                print(f"| {name} | {p50:.1f} ({p10:.1f}-{p90:.1f}) | {base * 1e3 / p50:.2f}x |")
-
+                stats = LatencyStats.from_seconds(values)
+                print(f"| {name} | {stats.p50_ms:.1f} ({stats.p10_ms:.1f}-{stats.p90_ms:.1f}) | {base / stats.p50_ms:.2f}x |")
 
 if __name__ == "__main__":
     main()
