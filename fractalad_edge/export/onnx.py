@@ -86,15 +86,11 @@ def write_onnx_artifact(job: ExportJob) -> ExportedModel:
     quantization = None
     float_layers: tuple[str, ...] = ()
     if job.precision is Precision.INT8:
-        import onnx
-
-        from fractalad_edge.quantize import DEFAULT_KEEP_FLOAT
-        from fractalad_edge.quantize.onnxruntime import onnx_float_node_names, quantize_onnx_model
+        from fractalad_edge.quantize.onnxruntime import quantize_onnx_model
 
         fp32_path = export_onnx(job.model, job.scratch / "model-fp32.onnx", input_size=size, opset=job.opset)
-        float_layers = tuple(onnx_float_node_names(onnx.load(str(fp32_path)), DEFAULT_KEEP_FLOAT))
         job.progress(f"quantizing to int8 (onnxruntime QDQ) on {len(job.calibration)} calibration images")
-        quantize_onnx_model(fp32_path, path, job.calibration, job.input_spec)
+        float_layers = quantize_onnx_model(fp32_path, path, job.calibration, job.input_spec)
         quantization = ("onnxruntime", "qdq-static")
     else:
         export_onnx(job.model, path, input_size=size, opset=job.opset)

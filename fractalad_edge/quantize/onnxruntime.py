@@ -142,8 +142,11 @@ def quantize_onnx_model(
     calibrate_method: str = "entropy",
     keep_float: Sequence[str | FloatRegion] = DEFAULT_KEEP_FLOAT,
     reduce_range: bool = True,
-) -> None:
-    """Write an INT8 QDQ copy of ``fp32_path`` to ``out_path``, calibrated on ``calibration``."""
+) -> tuple[str, ...]:
+    """Write an INT8 QDQ copy of ``fp32_path`` to ``out_path``, calibrated on ``calibration``.
+
+    Returns the names of the nodes left in float, as named in the quantized graph.
+    """
     onnx = require("onnx", "export")
     quantization = require("onnxruntime.quantization", "onnxruntime")
     shape_inference = require("onnxruntime.quantization.shape_inference", "onnxruntime")
@@ -202,6 +205,7 @@ def quantize_onnx_model(
         quantized = onnx.load(str(out_path))
         if feed_float_inputs(quantized, excluded):
             onnx.save(quantized, str(out_path))
+    return tuple(excluded)
 
 
 def feed_float_inputs(model: onnx.ModelProto, names: Iterable[str]) -> int:
