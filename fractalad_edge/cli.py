@@ -49,6 +49,14 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@app.callback()
+def _setup_process() -> None:
+    # The CLI owns its process, so it may tune malloc for large tensors (fractalad_edge.allocator).
+    from fractalad_edge.allocator import keep_freed_memory
+
+    keep_freed_memory()
+
+
 class Preset(str, Enum):
     published = "published"
     quick_cpu = "quick-cpu"

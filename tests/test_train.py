@@ -82,6 +82,19 @@ def test_training_samples_depend_only_on_seed_and_index(demo_data: Path) -> None
     assert not torch.equal(full[0][2], other_seed[0][2])
 
 
+def test_decoded_image_cache_changes_no_sample(demo_data: Path) -> None:
+    paths = sorted((demo_data / "train" / "good").glob("*.png"))
+    synth = SynthConfig(image_size=SIZE, fractal_points=4000)
+    # length > len(paths): the second pass over the images reads them from the cache.
+    cached = FractalAnomalyDataset(paths, synth, seed=3, length=2 * len(paths))
+    uncached = FractalAnomalyDataset(paths, synth, seed=3, length=2 * len(paths), cache_bytes=0)
+    for i in range(2 * len(paths)):
+        for a, b in zip(cached[i], uncached[i]):
+            assert torch.equal(a, b)
+    assert len(cached._cache) == len(paths) and not uncached._cache
+    assert all(not image.flags.writeable for image in cached._cache.values())  # the generator cannot alter them
+
+
 def test_same_seed_reproduces_a_run_and_writes_a_loadable_artifact(demo_data: Path, tmp_path: Path) -> None:
     first = train(tiny_config(), demo_data, tmp_path / "a", progress=False)
     train(tiny_config(), demo_data, tmp_path / "b", progress=False)
@@ -159,3 +172,14 @@ def test_cosine_run_logs_its_learning_rates_and_refuses_a_longer_resume(demo_dat
     assert rates == pytest.approx([1e-3, 7.5e-4, 2.5e-4])  # steps 0, 1, 2 of 3
     with pytest.raises(CheckpointError, match="tied to its 3 steps"):
         train(tiny_config(lr_schedule="cosine", steps=4), demo_data, tmp_path / "run", progress=False, resume=True)
+
+
+@pytest.mark.skipif(
+    not __import__("sys").platform.startswith("linux") or __import__("platform").libc_ver()[0] != "glibc",
+    reason="malloc tuning needs glibc",
+)
+def test_malloc_tuning_applies_on_glibc() -> None:
+    from fractalad_edge.allocator import keep_freed_memory
+
+    assert keep_freed_memory() is True
+    assert keep_freed_memory() is True  # idempotent
