@@ -22,7 +22,7 @@ import logging
 import platform
 import sys
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["keep_freed_memory", "malloc_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +59,12 @@ def keep_freed_memory() -> bool:
     # mallopt returns 1 on success; setting either threshold also turns off glibc's dynamic threshold.
     _applied = bool(mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
     return _applied
+
+
+def malloc_settings() -> str:
+    """One line for benchmark reports: which malloc behaviour this process runs with."""
+    if _applied:
+        return "glibc, freed memory kept in the process (fractalad_edge.allocator.keep_freed_memory)"
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        return "glibc defaults"
+    return f"{platform.libc_ver()[0] or 'platform'} defaults"

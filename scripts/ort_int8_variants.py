@@ -6,7 +6,10 @@ Each variant is ``method:weights:scope``:
 * method: ``minmax``, ``entropy`` or ``percentile`` (onnxruntime calibration methods);
 * weights: ``s8r`` (signed 7-bit, ``reduce_range``: the SDK's default), ``s8`` (signed full
   range) or ``u8`` (unsigned full range);
-* scope: ``all`` (every op onnxruntime quantizes) or ``conv`` (Conv inputs only).
+* scope: ``all`` (every op onnxruntime quantizes) or ``conv`` (Conv inputs only);
+* optional fourth field, a sensitivity probe: ``+``-separated node-name prefixes kept in
+  float on top of the SDK's regions, e.g. ``entropy:s8r:all:/head/`` or
+  ``entropy:s8r:all:/teacher/_blocks.15/+/student/_blocks.15/``.
 
 The fp32 artifact comes from a bench folder (``<bench>/models/onnxruntime-fp32``).
 
@@ -46,7 +49,15 @@ def main() -> None:
     original = ortq.quantize_static
     overrides: dict = {}
 
+    float_prefixes: list[str] = []
+
     def quantize_static(*a, **k):  # the SDK's call, with the variant's settings on top
+        if float_prefixes:
+            import onnx
+
+            names = [n.name for n in onnx.load(str(a[0])).graph.node]  # the pre-processed model
+            extra = [n for n in names if n.startswith(tuple(float_prefixes))]
+            k = {**k, "nodes_to_exclude": [*k.get("nodes_to_exclude", []), *extra]}
         return original(*a, **{**k, **overrides})
 
     ortq.quantize_static = quantize_static
@@ -63,15 +74,16 @@ def main() -> None:
     candidates = {"fp32": reference}
     with tempfile.TemporaryDirectory(prefix="ort-int8-") as tmp:
         for variant in args.variants.split(","):
-            method, weights, scope = variant.split(":")
+            method, weights, scope, *probe = variant.split(":")
             overrides.clear()
+            float_prefixes[:] = probe[0].split("+") if probe else []
             if weights == "u8":
                 overrides.update(weight_type=ortq.QuantType.QUInt8, reduce_range=False)
             elif weights == "s8":
                 overrides.update(reduce_range=False)
             if scope == "conv":
                 overrides.update(op_types_to_quantize=["Conv"])
-            out = Path(tmp) / variant.replace(":", "-")
+            out = Path(tmp) / variant.replace(":", "-").replace("/", "_").replace("+", "_")
             shutil.copytree(fp32_dir, out)
             started = time.perf_counter()
             quantize_onnx_model(fp32_dir / "model.onnx", out / "model.onnx", calibration, reference.metadata.input, calibrate_method=method)

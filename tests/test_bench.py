@@ -270,6 +270,7 @@ def test_bench_writes_readable_reports(bench_out) -> None:
     markdown = (out / "report.md").read_text()
     assert "| onnxruntime-fp32 |" in markdown and "How this was measured" in markdown
     assert report.environment.cpu_model in markdown
+    assert f"malloc: {report.environment.malloc}" in markdown
     assert any("p50 ms" in m for m in messages), "the console table is printed through progress"
     data = json.loads((out / "report.json").read_text())
     assert {r["name"] for r in data["results"]} == {r.name for r in report.results}

@@ -310,6 +310,7 @@ def markdown_report(report: BenchReport) -> str:
         f"- GPU: {env.gpu or 'none used'}",
         f"- Threads: requested {cfg.get('threads') or 'runtime defaults'}; torch.get_num_threads()={env.torch_threads}; "
         f"environment {', '.join(f'{k}={v}' for k, v in env.thread_env.items()) or 'no thread variables set'}",
+        f"- malloc: {env.malloc}",
         "- Runtime settings (as each backend reports them):" + ("" if settings else " -"),
         *settings,
         f"- Packages: {', '.join(f'{k} {v}' for k, v in env.packages.items())}",

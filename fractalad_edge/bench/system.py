@@ -17,6 +17,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from fractalad_edge.allocator import malloc_settings
+
 #: distributions whose versions change benchmark numbers; the first installed name of each entry is reported
 PACKAGES: dict[str, tuple[str, ...]] = {
     "fractalad-edge": ("fractalad-edge",),
@@ -51,6 +53,7 @@ class EnvironmentInfo:
     torch_threads: int | None
     gpu: str | None
     notes: list[str] = field(default_factory=list)
+    malloc: str = "unknown"  # allocator.malloc_settings(): 1.4x on torch eager, so it belongs with the numbers
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,4 +164,5 @@ def capture_environment(*, notes: list[str] | None = None) -> EnvironmentInfo:
         torch_threads=None if torch is None else int(torch.get_num_threads()),
         gpu=gpu_name(),
         notes=list(notes or []),
+        malloc=malloc_settings(),
     )
