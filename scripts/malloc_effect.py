@@ -2,8 +2,10 @@
 
 malloc settings are per process, so the two settings cannot be interleaved inside one
 process: this script alternates fresh subprocesses instead (default, tuned, default, ...)
-and reports the median of each. Each subprocess times training steps (random data, the
-default model, channels_last as training uses it) and torch eager inference at batch 1.
+and reports the median of each. Each subprocess first times torch eager inference at batch
+1 in a fresh process, as a predictor starts, then training steps (random data, the default
+model, channels_last as training uses it). Order matters: after large tensors have been
+freed, glibc's dynamic mmap threshold has already risen, which hides part of the effect.
 
     python scripts/malloc_effect.py --batch 32 --steps 3 --pairs 3
 """
@@ -30,6 +32,14 @@ from fractalad_edge.models.fractalad import ModelConfig, build_model
 from fractalad_edge.train.losses import segmentation_loss
 model = build_model(ModelConfig(), pretrained_teacher=True).to(memory_format=torch.channels_last)
 result = {}
+if frames:
+    model.eval()  # model.train() below, for the training steps
+    frame = torch.randn(1, 3, 256, 256).contiguous(memory_format=torch.channels_last)
+    times = []
+    with torch.inference_mode():
+        for i in range(frames + 5):
+            t = time.perf_counter(); model(frame); times.append(time.perf_counter() - t)
+    result["eager_ms"] = 1e3 * sorted(times[5:])[len(times[5:]) // 2]
 if steps:
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
@@ -46,14 +56,6 @@ if steps:
         step()
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     result.update(step_s=(time.perf_counter() - t0) / steps, sys_s=(r1.ru_stime - r0.ru_stime) / steps)
-if frames:
-    model.eval()
-    frame = torch.randn(1, 3, 256, 256).contiguous(memory_format=torch.channels_last)
-    times = []
-    with torch.inference_mode():
-        for i in range(frames + 5):
-            t = time.perf_counter(); model(frame); times.append(time.perf_counter() - t)
-    result["eager_ms"] = 1e3 * sorted(times[5:])[len(times[5:]) // 2]
 print(json.dumps(result))
 """
 
