@@ -4,14 +4,15 @@ By default glibc serves every allocation above a threshold (128 KiB, raised dyna
 to at most 32 MiB) with fresh ``mmap`` pages and returns them to the kernel on ``free``.
 PyTorch on CPU allocates and frees activations of megabytes to hundreds of megabytes in
 every layer, so each training step and each eager forward pays page faults on memory it
-had a moment ago. Measured on the 2-core reference machine (docs/RESULTS.md, section 2):
-4.1 s of system time per training step at batch 16 (5.9 s per step in all), and torch
-eager inference about 1.4x slower than with the settings below.
+had a moment ago. Measured on the 2-core reference machine (docs/RESULTS.md, section 2),
+glibc's defaults cost 8.2 s of system time in an 11.6 s training step at batch 32; with
+the settings below a step takes 7.5 s (1.55x), and torch eager inference in a fresh
+process runs 1.40x faster.
 
 :func:`keep_freed_memory` raises the mmap and trim thresholds so freed blocks stay in the
 heap and are reused. The cost: the process keeps its peak memory instead of handing it
 back between steps. The CLI applies it in every command; Python API users call it once at
-start-up. It does nothing (and says so) where the C library is not glibc.
+start-up. Where the C library is not glibc it changes nothing and returns False.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import platform
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -175,8 +177,7 @@ def test_cosine_run_logs_its_learning_rates_and_refuses_a_longer_resume(demo_dat
 
 
 @pytest.mark.skipif(
-    not __import__("sys").platform.startswith("linux") or __import__("platform").libc_ver()[0] != "glibc",
-    reason="malloc tuning needs glibc",
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="malloc tuning needs glibc"
 )
 def test_malloc_tuning_applies_on_glibc() -> None:
     from fractalad_edge.allocator import keep_freed_memory
