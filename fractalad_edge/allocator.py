@@ -37,6 +37,10 @@ _THRESHOLD = 2**31 - 1
 _applied = False
 
 
+def _is_glibc() -> bool:
+    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+
 def keep_freed_memory() -> bool:
     """Keep memory freed by tensors inside the process for reuse; True if applied (glibc only).
 
@@ -45,7 +49,7 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    if not _is_glibc():
         log.debug("malloc tuning skipped: needs Linux with glibc (this is %s %s)", sys.platform, platform.libc_ver())
         return False
     name = ctypes.util.find_library("c") or "libc.so.6"
@@ -66,6 +70,6 @@ def malloc_settings() -> str:
     """One line for benchmark reports: which malloc behaviour this process runs with."""
     if _applied:
         return "glibc, freed memory kept in the process (fractalad_edge.allocator.keep_freed_memory)"
-    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+    if _is_glibc():
         return "glibc defaults"
     return f"{platform.libc_ver()[0] or 'platform'} defaults"
