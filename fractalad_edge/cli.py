@@ -208,6 +208,16 @@ def export(
     allow_accuracy_drop: bool = typer.Option(False, help="Write the model even if the gate fails (recorded in metadata)."),
     opset: int = typer.Option(17, help="ONNX opset (>= 16 for GridSample; 17 suits TensorRT 8.6 / JetPack 6)."),
     device: Optional[str] = typer.Option(None, help="Device the export checks on (default: cpu; cuda for tensorrt)."),
+    int8_weights: str = typer.Option(
+        "reduced",
+        "--int8-weights",
+        help="onnx int8 weight range: reduced (7-bit, safe on every x86 CPU) or full (8-bit: CPUs with VNNI, ARM, GPUs).",
+    ),
+    quant_mode: str = typer.Option(
+        "ptq",
+        "--quant-mode",
+        help="openvino int8: ptq, or accuracy-control (reverts harmful layers to float until within --max-drop; slow).",
+    ),
 ) -> None:
     """Export a trained model to a runtime format, with a parity check against torch."""
     from fractalad_edge.artifact import Precision, parse_enum
@@ -222,6 +232,8 @@ def export(
         max_drop=max_drop,
         allow_accuracy_drop=allow_accuracy_drop,
         device=device,
+        int8_weights=int8_weights,
+        quant_mode=quant_mode,
     )
     export_model(model, format=format, out=out, options=options, progress=typer.echo)
 

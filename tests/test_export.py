@@ -43,6 +43,8 @@ def test_formats_table_lists_the_promised_precisions_and_runtimes() -> None:
         ("onnx", "fp32", ("max_drop",), "int8"),
         ("openvino", "fp32", ("workspace",), "does not take option(s) workspace"),
         ("torch", "fp32", ("opset",), "does not take option(s) opset"),
+        ("onnx", "fp32", ("int8_weights",), "apply to int8"),
+        ("openvino", "int8", ("int8_weights",), "does not take option(s) int8_weights"),
     ],
 )
 def test_check_export_request_refuses_with_what_is_accepted(format: str, precision: str, options: tuple, needle: str) -> None:
@@ -83,7 +85,8 @@ def test_export_options_validate_and_report_what_was_set() -> None:
     assert ExportOptions().explicit_options() == ()
     assert ExportOptions(precision="fp16", opset=17, calib_count=16).explicit_options() == ("precision", "calib_count")
     assert ExportOptions(calib_data="x").calib_data == Path("x")
-    for bad in ({"opset": 15}, {"calib_count": 1}, {"tolerance": 0.0}, {"parity_images": 0}, {"anomaly_ratio": 1.0}, {"precision": "fp8"}):
+    assert ExportOptions(int8_weights="full").explicit_options() == ("int8_weights",)
+    for bad in ({"opset": 15}, {"calib_count": 1}, {"tolerance": 0.0}, {"parity_images": 0}, {"anomaly_ratio": 1.0}, {"precision": "fp8"}, {"int8_weights": "8bit"}):
         with pytest.raises(ConfigError):
             ExportOptions(**bad)
 

@@ -167,6 +167,10 @@ def test_openvino_float_regions_are_found_structurally(onnx_artifact) -> None:  
     convs = [op for op in classifier if op.get_type_name() == "Convolution"]
     assert len(convs) == 1 and convs[0].get_output_partial_shape(0)[1].get_length() == 1  # the one-channel logit
     assert {"Sigmoid", "MatMul"} <= {op.get_type_name() for op in classifier}  # the x4 upsampling is two MatMuls
+    stem = [ops[n] for n in float_node_names(model, ["teacher-stem"])]
+    assert stem and all(op.get_friendly_name().startswith("/teacher/") for op in stem)
+    assert "/teacher/_conv_stem/Conv/WithoutBiases" in {op.get_friendly_name() for op in stem}
+    assert {op.get_output_partial_shape(0)[2].get_length() for op in stem} == {SIZE // 2, SIZE // 4}
 
 
 @needs_openvino
@@ -249,6 +253,29 @@ def test_onnx_float_regions_are_found_structurally(onnx_artifact) -> None:  # no
     classifier = [kind[n] for n in onnx_float_node_names(model, ["classifier"])]
     assert classifier.count("Conv") == 1 and "Sigmoid" in classifier
     assert {kind[n] for n in onnx_float_node_names(model, ["csam"])} >= CSAM_ONNX_TYPES
+    # the teacher's stem: its layers down to stride 4, and nothing of the student or of deeper stages
+    stem = onnx_float_node_names(model, ["teacher-stem"])
+    assert "/teacher/_conv_stem/Conv" in stem and all(n.startswith("/teacher/") for n in stem)
+    teacher_convs = [n for n in kind if n.startswith("/teacher/") and kind[n] == "Conv"]
+    stem_convs = [n for n in stem if kind[n] == "Conv"]
+    assert 0 < len(stem_convs) < len(teacher_convs) // 2
+    assert not any(n.startswith(f"/teacher/_blocks.{i}/") for n in stem for i in range(4, 16))
+    assert "/teacher/_blocks.3/_expand_conv/Conv" in stem  # still at stride 4
+    assert "/teacher/_blocks.3/_depthwise_conv/Conv" not in stem  # stride 8
+
+
+@needs_onnxruntime
+def test_teacher_stem_region_refuses_a_graph_without_the_teacher_scope(onnx_artifact) -> None:  # noqa: ANN001
+    import onnx
+
+    from fractalad_edge.quantize.onnxruntime import onnx_float_node_names
+
+    model = onnx.load(str(onnx_artifact.path / "model.onnx"))
+    for node in model.graph.node:
+        node.name = node.name.replace("/teacher/", "/backbone_a/")
+    assert onnx_float_node_names(model, ["flow"])  # the structural regions do not care
+    with pytest.raises(QuantizationError, match="teacher-stem"):
+        onnx_float_node_names(model, ["teacher-stem"])
 
 
 @needs_onnxruntime
@@ -272,6 +299,7 @@ def test_onnx_int8_is_per_channel_qdq_with_uint8_activations(onnx_int8: Path) ->
         weight = numpy_helper.to_array(initializers[dequantize.input[0]])
         scale = numpy_helper.to_array(initializers[dequantize.input[1]])
         assert weight.dtype == np.int8
+        assert int(np.abs(weight.astype(np.int32)).max()) <= 64  # 7-bit (reduce_range), the default
         assert scale.shape == (weight.shape[0],)  # per output channel
         assert [a.i for a in dequantize.attribute if a.name == "axis"] in ([0], [])  # axis 0 is the default
     assert quantized_weights > 50
@@ -285,6 +313,13 @@ def test_onnx_int8_is_per_channel_qdq_with_uint8_activations(onnx_int8: Path) ->
         if node.op_type in CSAM_ONNX_TYPES | {"GridSample", "Sigmoid"}:
             sources = [producer[i].op_type for i in node.input if i in producer]
             assert "DequantizeLinear" not in sources, node.name
+    # onnxruntime's default also keeps the teacher's stem in float; the student's is INT8
+    stem_weights = {
+        n.name: producer[n.input[1]].op_type if n.input[1] in producer else "initializer"
+        for n in graph.node
+        if n.op_type == "Conv" and n.name.endswith("_conv_stem/Conv")
+    }
+    assert stem_weights == {"/teacher/_conv_stem/Conv": "initializer", "/student/_conv_stem/Conv": "DequantizeLinear"}
 
 
 @needs_onnxruntime
@@ -321,6 +356,39 @@ def test_onnx_quantizer_full_int8_quantizes_the_float_regions_too(
     assert float_convs == []  # flow and logit convolutions are INT8 as well
     with pytest.raises(ConfigError, match="calibrate_method"):
         quantize_onnx_model(onnx_artifact.path / "model.onnx", out, sets[0], onnx_artifact.metadata.input, calibrate_method="kl")
+
+
+@needs_onnxruntime
+def test_onnx_full_range_weights_use_all_eight_bits(
+    onnx_artifact, sets: tuple[CalibrationSet, CalibrationSet], tmp_path: Path  # noqa: ANN001
+) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    out = tmp_path / "full-range.onnx"
+    quantize_onnx_model_path = onnx_artifact.path / "model.onnx"
+    from fractalad_edge.quantize.onnxruntime import quantize_onnx_model
+
+    quantize_onnx_model(quantize_onnx_model_path, out, sets[0], onnx_artifact.metadata.input, reduce_range=False)
+    graph = onnx.load(str(out)).graph
+    weights = [numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and i.dims]
+    peaks = {int(np.abs(w.astype(np.int32)).max()) for w in weights if w.ndim == 4}
+    assert peaks == {127}  # symmetric per channel: every tensor's largest weight maps to 127
+
+
+def test_cpu_int8_saturates_reads_the_vnni_flags(tmp_path: Path) -> None:
+    from fractalad_edge.export.onnx import cpu_int8_saturates
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor : 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert cpu_int8_saturates(cpuinfo)
+    cpuinfo.write_text("processor : 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
+    assert not cpu_int8_saturates(cpuinfo)
+    cpuinfo.write_text("processor : 0\nflags\t\t: fpu sse2 avx2 avx_vnni\n")
+    assert not cpu_int8_saturates(cpuinfo)
+    cpuinfo.write_text("processor : 0\nFeatures\t: fp asimd asimddp\n")  # ARM
+    assert not cpu_int8_saturates(cpuinfo)
+    assert not cpu_int8_saturates(tmp_path / "missing")
 
 
 # -- the accuracy gate ----------------------------------------------------------------------------------

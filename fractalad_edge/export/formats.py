@@ -42,8 +42,14 @@ MODULE_EXTRAS: Mapping[str, str] = MappingProxyType(
 #: Options every non-torch format reads: the calibration set (thresholds are refitted with
 #: the exported runtime) and the parity check against the torch model.
 _CALIBRATION_OPTIONS = ("precision", "calib_data", "calib_count", "calib_seed", "anomaly_ratio", "parity_images", "tolerance")
-#: Options that only mean something for int8 (the accuracy gate after quantization).
-INT8_OPTIONS = ("max_drop", "allow_accuracy_drop")
+#: Options that only mean something for int8: the accuracy gate after quantization, and
+#: (onnx only) the weight range of the quantized convolutions.
+INT8_OPTIONS = ("max_drop", "allow_accuracy_drop", "int8_weights", "quant_mode")
+#: int8 weight ranges of the onnx format: "reduced" (7-bit, every x86 CPU) or "full" (8-bit).
+INT8_WEIGHT_RANGES = ("reduced", "full")
+#: NNCF modes of the openvino format (fractalad_edge.quantize.openvino.MODES, kept here torch- and nncf-free).
+QUANT_MODES = ("ptq", "accuracy-control")
+_GATE_OPTIONS = ("max_drop", "allow_accuracy_drop")
 _GRAPH_OPTIONS = ("opset", "device")
 
 
@@ -61,6 +67,9 @@ class ExportJob:
     calibration: CalibrationSet  # int8 calibration (and threshold refit) samples
     validation: CalibrationSet  # held-out samples: parity images, int8 accuracy gate
     progress: Callable[[str], None]
+    int8_weights: str = "reduced"  # onnx int8 weight range, one of INT8_WEIGHT_RANGES
+    quant_mode: str = "ptq"  # openvino int8, one of QUANT_MODES
+    max_drop: float = 0.5  # int8: allowed AUROC drop in points (the gate; accuracy-control's target)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,7 +126,7 @@ FORMATS: Mapping[ModelFormat, FormatSpec] = MappingProxyType(
             FormatSpec(
                 format=ModelFormat.ONNX,
                 precisions=(Precision.FP32, Precision.INT8),
-                options=_CALIBRATION_OPTIONS + INT8_OPTIONS + _GRAPH_OPTIONS,
+                options=_CALIBRATION_OPTIONS + _GATE_OPTIONS + ("int8_weights",) + _GRAPH_OPTIONS,
                 runtime="onnxruntime",
                 requires=("torch", "onnx", "onnxscript", "onnxruntime"),
                 writer="fractalad_edge.export.onnx:write_onnx_artifact",
@@ -127,7 +136,7 @@ FORMATS: Mapping[ModelFormat, FormatSpec] = MappingProxyType(
             FormatSpec(
                 format=ModelFormat.OPENVINO,
                 precisions=(Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8),
-                options=_CALIBRATION_OPTIONS + INT8_OPTIONS + _GRAPH_OPTIONS,
+                options=_CALIBRATION_OPTIONS + _GATE_OPTIONS + ("quant_mode",) + _GRAPH_OPTIONS,
                 runtime="openvino",
                 requires=("torch", "onnx", "onnxscript", "openvino"),
                 precision_requires={Precision.INT8: ("nncf",)},
@@ -138,7 +147,7 @@ FORMATS: Mapping[ModelFormat, FormatSpec] = MappingProxyType(
             FormatSpec(
                 format=ModelFormat.TENSORRT,
                 precisions=(Precision.FP32, Precision.FP16, Precision.INT8),
-                options=_CALIBRATION_OPTIONS + INT8_OPTIONS + _GRAPH_OPTIONS,
+                options=_CALIBRATION_OPTIONS + _GATE_OPTIONS + _GRAPH_OPTIONS,
                 runtime="tensorrt",
                 requires=("torch", "onnx", "onnxscript"),
                 # int8 engines are calibrated at export, so int8 needs TensorRT here; fp32/fp16
@@ -226,7 +235,7 @@ def check_export_request(
     int8_only = [name for name in options if name in INT8_OPTIONS]
     if int8_only and precision is not Precision.INT8:
         msg = (
-            f"option(s) {', '.join(sorted(int8_only))} set the accuracy gate of int8 quantization and mean nothing at "
+            f"option(s) {', '.join(sorted(int8_only))} apply to int8 quantization and mean nothing at "
             f"precision {precision.value!r}; drop them or export with precision int8"
         )
         raise ExportError(msg)
@@ -247,6 +256,8 @@ __all__ = [
     "ExportJob",
     "ExportedModel",
     "INT8_OPTIONS",
+    "INT8_WEIGHT_RANGES",
+    "QUANT_MODES",
     "MODULE_EXTRAS",
     "FormatSpec",
     "check_export_request",

@@ -89,9 +89,20 @@ def write_onnx_artifact(job: ExportJob) -> ExportedModel:
         from fractalad_edge.quantize.onnxruntime import quantize_onnx_model
 
         fp32_path = export_onnx(job.model, job.scratch / "model-fp32.onnx", input_size=size, opset=job.opset)
-        job.progress(f"quantizing to int8 (onnxruntime QDQ) on {len(job.calibration)} calibration images")
-        float_layers = quantize_onnx_model(fp32_path, path, job.calibration, job.input_spec)
-        quantization = ("onnxruntime", "qdq-static")
+        bits = 7 if job.int8_weights == "reduced" else 8
+        job.progress(
+            f"quantizing to int8 (onnxruntime QDQ, {bits}-bit weights) on {len(job.calibration)} calibration images"
+        )
+        if bits == 8 and job.device == "cpu" and cpu_int8_saturates():
+            job.progress(
+                "warning: this CPU has no VNNI; onnxruntime's INT8 convolutions overflow here with 8-bit weights, so the "
+                "parity check and accuracy gate below judge this machine, not your target. Check the model on the target "
+                "(fractalad-edge bench), or export with the default 7-bit weights"
+            )
+        float_layers = quantize_onnx_model(
+            fp32_path, path, job.calibration, job.input_spec, reduce_range=job.int8_weights == "reduced"
+        )
+        quantization = ("onnxruntime", f"qdq-static, {bits}-bit weights")
     else:
         export_onnx(job.model, path, input_size=size, opset=job.opset)
     return ExportedModel(
@@ -102,6 +113,22 @@ def write_onnx_artifact(job: ExportJob) -> ExportedModel:
         quantization=quantization,
         float_layers=float_layers,
     )
+
+
+def cpu_int8_saturates(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True on an x86 CPU without VNNI (AVX512-VNNI or AVX-VNNI), as read from ``/proc/cpuinfo``.
+
+    There onnxruntime's u8 x s8 convolutions sum pairs of products in int16 (``vpmaddubsw``),
+    which overflows for full-range weights. False where the file is missing or names no x86 flags.
+    """
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), None)
+    if flags is None or "sse2" not in flags:  # not x86 (ARM lists "Features")
+        return False
+    return not ({"avx512_vnni", "avx_vnni"} & set(flags))
 
 
 def fold_constants(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -12,7 +12,8 @@ Precisions:
   fp16 arithmetic (GPU, NPU, ARM / AVX512-FP16 CPUs) and f32 elsewhere.
 - bf16: weights stored fp32, the runtime hints bf16 (CPUs with AVX512-BF16 or AMX).
 - int8: NNCF post-training quantization on the synthetic calibration set
-  (``fractalad_edge.quantize.openvino``), then the accuracy gate.
+  (``fractalad_edge.quantize.openvino``), or with ``quant_mode="accuracy-control"`` NNCF's
+  accuracy-controlled variant on the held-out synthetic set; then the accuracy gate.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ def write_openvino_artifact(job: ExportJob) -> ExportedModel:
         from fractalad_edge.quantize.openvino import float_node_names, quantize_openvino_model
 
         float_layers = tuple(float_node_names(model, DEFAULT_KEEP_FLOAT))
-        job.progress(f"quantizing to int8 (NNCF) on {len(job.calibration)} calibration images")
-        model = quantize_openvino_model(model, job.calibration, job.input_spec, validation=job.validation, mode="ptq")
-        quantization = ("nncf", "ptq")
+        job.progress(f"quantizing to int8 (NNCF {job.quant_mode}) on {len(job.calibration)} calibration images")
+        model = quantize_openvino_model(
+            model, job.calibration, job.input_spec, validation=job.validation, mode=job.quant_mode, max_drop=job.max_drop
+        )
+        quantization = ("nncf", job.quant_mode)
     xml = job.directory / IR_FILENAME
     ov.save_model(model, str(xml), compress_to_fp16=job.precision is Precision.FP16)
     return ExportedModel(

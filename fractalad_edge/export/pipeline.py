@@ -39,7 +39,15 @@ from fractalad_edge.artifact import (
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
 from fractalad_edge.calibration.thresholds import ThresholdMethod, calibrate_scores
 from fractalad_edge.errors import CalibrationError, ConfigError, ExportError
-from fractalad_edge.export.formats import ExportedModel, ExportJob, FormatSpec, check_export_request, parse_format
+from fractalad_edge.export.formats import (
+    INT8_WEIGHT_RANGES,
+    QUANT_MODES,
+    ExportedModel,
+    ExportJob,
+    FormatSpec,
+    check_export_request,
+    parse_format,
+)
 from fractalad_edge.export.onnx import MAX_OPSET, MIN_OPSET
 from fractalad_edge.export.parity import RECORDED_ONLY, compare_maps, enforce_parity, format_parity, tolerance_for
 
@@ -65,6 +73,14 @@ class ExportOptions:
     #: where the export runs the exported model: None = the format's default (cpu; cuda for
     #: tensorrt). onnx: cpu, cuda, tensorrt (execution providers); openvino: cpu, gpu, npu, auto.
     device: str | None = None
+    #: onnx int8 weight range. "reduced" (7-bit) is safe on every x86 CPU; "full" (8-bit) is
+    #: for targets whose INT8 dot products do not saturate: x86 CPUs with VNNI, ARM, GPUs.
+    #: On an x86 CPU without VNNI, onnxruntime's u8 x s8 kernels overflow with full-range weights.
+    int8_weights: str = "reduced"
+    #: openvino int8: "ptq" (NNCF post-training quantization) or "accuracy-control" (NNCF puts
+    #: the most harmful layers back to float until the synthetic validation set is within
+    #: max_drop points; minutes per reverted layer on a small CPU)
+    quant_mode: str = "ptq"
 
     def __post_init__(self) -> None:
         try:
@@ -81,6 +97,8 @@ class ExportOptions:
             "max_drop": self.max_drop >= 0.0,
             "parity_images": self.parity_images >= 1,
             "tolerance": self.tolerance > 0.0,
+            "int8_weights": self.int8_weights in INT8_WEIGHT_RANGES,
+            "quant_mode": self.quant_mode in QUANT_MODES,
         }
         allowed = {
             "opset": f"{MIN_OPSET}..{MAX_OPSET} (GridSample needs 16)",
@@ -89,6 +107,8 @@ class ExportOptions:
             "max_drop": ">= 0 points",
             "parity_images": ">= 1",
             "tolerance": "> 0",
+            "int8_weights": " or ".join(INT8_WEIGHT_RANGES),
+            "quant_mode": " or ".join(QUANT_MODES),
         }
         for name, ok in checks.items():
             if not ok:
@@ -160,6 +180,9 @@ def export_model(
                 calibration=calibration,
                 validation=validation,
                 progress=say,
+                int8_weights=options.int8_weights,
+                quant_mode=options.quant_mode,
+                max_drop=options.max_drop,
             )
             exported = spec.load_writer()(job)
             metadata = _check_and_calibrate(spec, exported, job, run_metadata, options, say)

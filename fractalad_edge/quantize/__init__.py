@@ -19,7 +19,7 @@ the toolchain modules). Toolchain packages are imported only when a toolchain is
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -48,11 +48,39 @@ class FloatRegion(str, Enum):
     #: the last convolution, which produces the anomaly logit, and everything after it
     #: (upsampling, sigmoid): an INT8 logit would put steps into the map
     CLASSIFIER = "classifier"
+    #: every teacher layer whose output is at stride 4 or finer: the stem and the first
+    #: stage, which make the finest feature level (for EfficientNet-Lite0 also the expansion
+    #: conv that opens block 3). The one region found partly by name: the teacher and the
+    #: student are the same network, so the teacher is told apart by its module scope
+    #: (TEACHER_SCOPE in node names, which the ONNX export and OpenVINO's conversion keep);
+    #: the depth by the nodes' output size.
+    TEACHER_STEM = "teacher-stem"
+
+
+#: node-name prefix of the teacher's layers in the exported graph (module ``FractalAD.teacher``)
+TEACHER_SCOPE = "/teacher/"
+#: TEACHER_STEM ends at the first feature level, stride 4
+TEACHER_STEM_STRIDE = 4
+
+
+def in_teacher_stem(name: str, output_shape: Sequence[int], input_height: int) -> bool:
+    """Whether a node named ``name`` with this (N, C, H, W) output belongs to FloatRegion.TEACHER_STEM."""
+    return (
+        name.startswith(TEACHER_SCOPE)
+        and len(output_shape) == 4
+        and output_shape[2] > 0
+        and output_shape[2] >= input_height // TEACHER_STEM_STRIDE
+    )
 
 
 #: Regions kept in float unless the caller says otherwise; chosen by measurement, see the
 #: toolchain modules' docstrings for the numbers.
-DEFAULT_KEEP_FLOAT: tuple[FloatRegion, ...] = (FloatRegion.CSAM, FloatRegion.FLOW, FloatRegion.CLASSIFIER)
+DEFAULT_KEEP_FLOAT: tuple[FloatRegion, ...] = (
+    FloatRegion.CSAM,
+    FloatRegion.FLOW,
+    FloatRegion.CLASSIFIER,
+    FloatRegion.TEACHER_STEM,
+)
 
 
 def float_regions(keep_float: Iterable[str | FloatRegion]) -> tuple[FloatRegion, ...]:
@@ -106,8 +134,10 @@ __all__ = [
     "DEFAULT_KEEP_FLOAT",
     "AccuracyComparison",
     "FloatRegion",
+    "TEACHER_SCOPE",
     "accuracy_gate",
     "float_regions",
+    "in_teacher_stem",
     "mask_at",
     "make_entropy_calibrator",
     "model_input",

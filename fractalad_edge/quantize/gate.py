@@ -156,7 +156,7 @@ def accuracy_gate(
     )
     if not allow_drop:
         hint = (
-            " Try --quant-mode accuracy-control (OpenVINO), more calibration images (--calib-count), fp16 instead of "
+            " Try --quant-mode accuracy-control (openvino format), more calibration images (--calib-count), fp16 instead of "
             "int8, or accept the loss with --allow-accuracy-drop (recorded as passed=false in metadata.json)."
         )
         raise QuantizationError(msg + hint)
