@@ -45,6 +45,7 @@ def test_formats_table_lists_the_promised_precisions_and_runtimes() -> None:
         ("torch", "fp32", ("opset",), "does not take option(s) opset"),
         ("onnx", "fp32", ("int8_weights",), "apply to int8"),
         ("openvino", "int8", ("int8_weights",), "does not take option(s) int8_weights"),
+        ("onnx", "int8", ("quant_mode",), "does not take option(s) quant_mode"),
     ],
 )
 def test_check_export_request_refuses_with_what_is_accepted(format: str, precision: str, options: tuple, needle: str) -> None:
@@ -81,12 +82,19 @@ def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
         check_export_request("tensorrt", "int8")  # int8 engines are calibrated at export
 
 
+def test_quant_modes_match_the_openvino_quantizer() -> None:
+    from fractalad_edge.export.formats import QUANT_MODES
+    from fractalad_edge.quantize.openvino import MODES
+
+    assert QUANT_MODES == MODES
+
+
 def test_export_options_validate_and_report_what_was_set() -> None:
     assert ExportOptions().explicit_options() == ()
     assert ExportOptions(precision="fp16", opset=17, calib_count=16).explicit_options() == ("precision", "calib_count")
     assert ExportOptions(calib_data="x").calib_data == Path("x")
     assert ExportOptions(int8_weights="full").explicit_options() == ("int8_weights",)
-    for bad in ({"opset": 15}, {"calib_count": 1}, {"tolerance": 0.0}, {"parity_images": 0}, {"anomaly_ratio": 1.0}, {"precision": "fp8"}, {"int8_weights": "8bit"}):
+    for bad in ({"opset": 15}, {"calib_count": 1}, {"tolerance": 0.0}, {"parity_images": 0}, {"anomaly_ratio": 1.0}, {"precision": "fp8"}, {"int8_weights": "8bit"}, {"quant_mode": "qat"}):
         with pytest.raises(ConfigError):
             ExportOptions(**bad)
 

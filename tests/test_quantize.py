@@ -122,6 +122,25 @@ def test_tensorrt_calibrator_names_the_extra_when_tensorrt_is_missing() -> None:
 
 
 @pytest.mark.tensorrt
+@pytest.mark.skipif(not has_tensorrt, reason="needs TensorRT")
+def test_tensorrt_pins_the_teacher_stem_to_fp16(onnx_artifact) -> None:  # noqa: ANN001
+    import tensorrt as trt
+
+    from fractalad_edge.quantize import in_teacher_stem
+    from fractalad_edge.runtimes.tensorrt import _pin_fp16
+
+    logger = trt.Logger(trt.Logger.ERROR)
+    explicit_batch = 0 if int(trt.__version__.split(".")[0]) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = trt.Builder(logger).create_network(explicit_batch)
+    assert trt.OnnxParser(network, logger).parse((onnx_artifact.path / "model.onnx").read_bytes())
+    assert _pin_fp16(trt, network, lambda name, shape: in_teacher_stem(name, shape, SIZE)) > 0
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    pinned = [layer.name for layer in layers if layer.precision_is_set]
+    assert pinned and all(name.startswith("/teacher/") for name in pinned)
+    assert not any(layer.precision_is_set for layer in layers if layer.name.startswith("/student/"))
+
+
+@pytest.mark.tensorrt
 @pytest.mark.gpu
 @pytest.mark.skipif(not has_tensorrt, reason="needs TensorRT")
 def test_tensorrt_entropy_calibrator_feeds_batches_and_caches(

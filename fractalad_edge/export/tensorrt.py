@@ -45,14 +45,28 @@ def write_tensorrt_artifact(job: ExportJob) -> ExportedModel:
         )
     calibrator = None
     quantization = None
+    fp16_layers = None
     if job.precision is Precision.INT8:
+        from fractalad_edge.quantize import in_teacher_stem
         from fractalad_edge.quantize.tensorrt import EntropyCalibrator
 
         calibrator = EntropyCalibrator(job.calibration, job.input_spec, job.scratch / "tensorrt-int8.cache")
         quantization = ("tensorrt", "entropy-calibration")
-    job.progress(f"building a {job.precision.value} TensorRT engine (this takes a while)")
+        height = job.input_spec.height
+
+        def fp16_layers(name: str, shape: tuple[int, ...]) -> bool:
+            # FloatRegion.TEACHER_STEM, the region where INT8 lost accuracy on onnxruntime and
+            # OpenVINO (docs/RESULTS.md section 4), in fp16. Not measured with TensorRT.
+            return in_teacher_stem(name, shape, height)
+
+    job.progress(
+        f"building a {job.precision.value} TensorRT engine (this takes a while)"
+        + ("; the teacher's stem pinned to fp16" if fp16_layers is not None else "")
+    )
     try:
-        serialized = build_serialized_engine(onnx_path, precision=job.precision, int8_calibrator=calibrator)
+        serialized = build_serialized_engine(
+            onnx_path, precision=job.precision, int8_calibrator=calibrator, fp16_layers=fp16_layers
+        )
     finally:
         if calibrator is not None:
             calibrator.close()  # frees its device buffer before the engine is loaded for the parity check

@@ -38,7 +38,7 @@ class FloatRegion(str, Enum):
     """Parts of the FractalAD graph that can be kept in float while the rest runs INT8.
 
     Found structurally in the graph (by op types and connections, not by node names), so
-    the choice survives any exporter's naming.
+    the choice survives any exporter's naming; TEACHER_STEM is the one exception (see there).
     """
 
     #: cosine similarity attention: per-pixel dot products, norms, division, ``(1 - cos) / 2 * s``

@@ -27,6 +27,7 @@ import json
 import os
 import re
 from dataclasses import asdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -204,11 +205,14 @@ def build_serialized_engine(
     precision: Precision,
     int8_calibrator: Any = None,
     workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+    fp16_layers: Callable[[str, tuple[int, ...]], bool] | None = None,
 ) -> bytes:
     """Parse the ONNX and build a serialized engine (bytes, exactly what trtexec writes).
 
     int8 uses ``int8_calibrator`` (a ``trt.IInt8Calibrator``) for implicit quantization, or,
-    without one, the Q/DQ scales of an explicitly quantized ONNX.
+    without one, the Q/DQ scales of an explicitly quantized ONNX. In an int8 engine,
+    ``fp16_layers(layer name, first output shape)`` picks layers pinned to fp16 (the
+    float regions of the INT8 recipe); TensorRT is asked to prefer those constraints.
     """
     if precision not in (Precision.FP32, Precision.FP16, Precision.INT8):
         msg = f"TensorRT engines are built at fp32, fp16 or int8, not {precision.value}"
@@ -246,11 +250,28 @@ def build_serialized_engine(
             msg = f"an int8 calibrator was given for a {precision.value} engine; it is only used for int8"
             raise ExportError(msg)
         config.int8_calibrator = int8_calibrator
+    if fp16_layers is not None and precision is Precision.INT8:
+        if _pin_fp16(trt, network, fp16_layers):
+            config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         msg = f"TensorRT {trt.__version__} failed to build a {precision.value} engine from {onnx_path}; see its log above"
         raise ExportError(msg)
     return bytes(serialized)
+
+
+def _pin_fp16(trt: Any, network: Any, selected: Callable[[str, tuple[int, ...]], bool]) -> int:
+    """Set precision and output types of the selected layers to fp16; returns how many."""
+    pinned = 0
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if layer.num_outputs == 0 or not selected(layer.name, tuple(layer.get_output(0).shape)):
+            continue
+        layer.precision = trt.float16
+        for output in range(layer.num_outputs):
+            layer.set_output_type(output, trt.float16)
+        pinned += 1
+    return pinned
 
 
 def current_engine_info(device_index: int = 0) -> EngineInfo:
