@@ -384,11 +384,10 @@ def test_onnx_full_range_weights_use_all_eight_bits(
     import onnx
     from onnx import numpy_helper
 
-    out = tmp_path / "full-range.onnx"
-    quantize_onnx_model_path = onnx_artifact.path / "model.onnx"
     from fractalad_edge.quantize.onnxruntime import quantize_onnx_model
 
-    quantize_onnx_model(quantize_onnx_model_path, out, sets[0], onnx_artifact.metadata.input, reduce_range=False)
+    out = tmp_path / "full-range.onnx"
+    quantize_onnx_model(onnx_artifact.path / "model.onnx", out, sets[0], onnx_artifact.metadata.input, reduce_range=False)
     graph = onnx.load(str(out)).graph
     weights = [numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and i.dims]
     peaks = {int(np.abs(w.astype(np.int32)).max()) for w in weights if w.ndim == 4}
