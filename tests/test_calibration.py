@@ -172,3 +172,19 @@ def test_calibrate_scores_uses_the_predictors_own_maps(tiny_run: Path, normal_im
     results = predictor.with_calibration(calibration).predict_batch([im[..., ::-1] for im in calibration_set.images])
     for result, raw in zip(results, scores, strict=True):
         assert result.is_anomalous == bool(raw >= calibration.image_threshold)
+
+
+def test_f1_threshold_sits_in_the_middle_of_the_best_gap() -> None:
+    from fractalad_edge.calibration.thresholds import f1_threshold
+    from fractalad_edge.metrics import f1_max
+
+    # separated: anything in (0.3, 0.9] is perfect; the middle is 0.6, not the edge 0.9
+    assert f1_threshold(np.array([0, 0, 0, 1, 1, 1]), np.array([0.1, 0.2, 0.3, 0.9, 0.95, 0.99])) == pytest.approx(0.6)
+    # overlapping: best F1 (6/7) flags everything from 0.4 up; the gap below it is (0.2, 0.4]
+    labels, scores = np.array([0, 1, 0, 1, 1]), np.array([0.2, 0.4, 0.5, 0.7, 0.8])
+    threshold = f1_threshold(labels, scores)
+    assert threshold == pytest.approx(0.3)
+    flagged = scores >= threshold
+    assert 2 * (flagged & (labels == 1)).sum() / (flagged.sum() + labels.sum()) == pytest.approx(f1_max(labels, scores)[0])
+    # nothing below the best threshold: it stays where it is
+    assert f1_threshold(np.array([1, 1, 0]), np.array([0.2, 0.3, 0.9])) == pytest.approx(0.2)

@@ -2,7 +2,8 @@
 
 The model's maps are computed by whatever runtime the artifact runs on (so an INT8
 model gets thresholds fitted to its own outputs), then:
-- ``f1``: the threshold that maximises F1 on the synthetic set (normals vs fractal anomalies);
+- ``f1``: the threshold that maximises F1 on the synthetic set (normals vs fractal anomalies),
+  in the middle of the score gap over which F1 is at its best (:func:`f1_threshold`);
 - ``fpr``: the quantile of normal scores that gives a target false-alarm rate, which needs
   no anomalies at all and is what a line that cannot afford false stops asks for.
 Pixel thresholds are F1-optimal over the synthetic set's pixels in both cases.
@@ -39,6 +40,24 @@ def maps_for(predictor: Predictor, images: Sequence[np.ndarray], *, batch_size: 
     return np.concatenate(chunks)
 
 
+def f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The F1-optimal threshold, in the middle of the score gap where F1 is at its best.
+
+    :func:`~fractalad_edge.metrics.f1_max` returns the top of that gap: the lowest anomalous
+    score it keeps. Every threshold between the highest score below it and it flags the
+    same samples, so F1 on the calibration set is the same anywhere in the gap. Synthetic
+    anomalies are blunter than real defects, so a threshold at the edge of their cluster
+    misses real defects that score just below it; the middle of the gap leaves room on both
+    sides (measured in docs/RESULTS.md section 4).
+    """
+    values = np.asarray(scores, dtype=np.float64).reshape(-1)
+    _, top = f1_max(np.asarray(labels).astype(np.int64).reshape(-1), values)
+    below = values[values < top]
+    if below.size == 0:
+        return float(top)
+    return float((below.max() + top) / 2.0)
+
+
 def fit_thresholds(
     maps: np.ndarray,
     labels: np.ndarray,
@@ -59,7 +78,7 @@ def fit_thresholds(
         if labels.all() or not labels.any():
             msg = "the F1 threshold needs both normal and anomalous samples; use --method fpr or raise the anomaly ratio"
             raise CalibrationError(msg)
-        _, image_threshold = f1_max(labels.astype(np.int64), scores)
+        image_threshold = f1_threshold(labels, scores)
     else:
         if not 0.0 < target_fpr < 1.0:
             msg = f"target false-alarm rate must be in (0, 1), got {target_fpr}"
@@ -72,7 +91,7 @@ def fit_thresholds(
         pick = np.random.default_rng(0).choice(pixel_values.size, MAX_PIXELS, replace=False)
         pixel_labels, pixel_values = pixel_labels[pick], pixel_values[pick]
     if pixel_labels.any() and not pixel_labels.all():
-        _, pixel_threshold = f1_max(pixel_labels.astype(np.int64), pixel_values)
+        pixel_threshold = f1_threshold(pixel_labels, pixel_values)
     else:
         pixel_threshold = 0.5  # no anomalous pixels to fit on: the sigmoid's own midpoint
 
