@@ -16,6 +16,8 @@ engine's own outputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fractalad_edge.artifact import Precision
 from fractalad_edge.export.formats import ExportedModel, ExportJob, missing_modules
 from fractalad_edge.export.onnx import ONNX_FILENAME, export_onnx
@@ -45,7 +47,7 @@ def write_tensorrt_artifact(job: ExportJob) -> ExportedModel:
         )
     calibrator = None
     quantization = None
-    fp16_layers = None
+    fp16_layers: Callable[[str, tuple[int, ...]], bool] | None = None
     if job.precision is Precision.INT8:
         from fractalad_edge.quantize import in_teacher_stem
         from fractalad_edge.quantize.tensorrt import EntropyCalibrator
@@ -54,10 +56,12 @@ def write_tensorrt_artifact(job: ExportJob) -> ExportedModel:
         quantization = ("tensorrt", "entropy-calibration")
         height = job.input_spec.height
 
-        def fp16_layers(name: str, shape: tuple[int, ...]) -> bool:
+        def in_stem(name: str, shape: tuple[int, ...]) -> bool:
             # FloatRegion.TEACHER_STEM, the region where INT8 lost accuracy on onnxruntime and
             # OpenVINO (docs/RESULTS.md section 4), in fp16. Not measured with TensorRT.
             return in_teacher_stem(name, shape, height)
+
+        fp16_layers = in_stem
 
     job.progress(
         f"building a {job.precision.value} TensorRT engine (this takes a while)"
