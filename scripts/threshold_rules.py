@@ -28,7 +28,7 @@ def main() -> None:
     from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
     from fractalad_edge.calibration.thresholds import f1_threshold, maps_for
     from fractalad_edge.data.datasets import find_training_images
-    from fractalad_edge.metrics import f1_max
+    from fractalad_edge.metrics import binary_rates, f1_max
     from fractalad_edge.predictor import Predictor
     from fractalad_edge.preprocess import image_scores
 
@@ -53,12 +53,10 @@ def main() -> None:
             "ceiling: F1-optimal on the test set": f1_max(truth.astype(np.int64), real)[1],
         }
         for rule, threshold in rules.items():
-            flagged = real >= threshold
-            hits = int((flagged & truth).sum())
-            f1 = 2 * hits / (flagged.sum() + truth.sum())
+            rates = binary_rates(truth, real, threshold)
             print(
-                f"| {model} | {rule} | {threshold:.6f} | {100 * f1:.2f} | {100 * hits / truth.sum():.1f} % | "
-                f"{100 * (flagged & ~truth).sum() / (~truth).sum():.1f} % | {gap} |",
+                f"| {model} | {rule} | {threshold:.6f} | {100 * rates.f1:.2f} | {100 * rates.recall:.1f} % | "
+                f"{100 * rates.false_alarm_rate:.1f} % | {gap} |",
                 flush=True,
             )
         predictor.close()

@@ -42,14 +42,15 @@ MODULE_EXTRAS: Mapping[str, str] = MappingProxyType(
 #: Options every non-torch format reads: the calibration set (thresholds are refitted with
 #: the exported runtime) and the parity check against the torch model.
 _CALIBRATION_OPTIONS = ("precision", "calib_data", "calib_count", "calib_seed", "anomaly_ratio", "parity_images", "tolerance")
-#: Options that only mean something for int8: the accuracy gate after quantization, and
-#: (onnx only) the weight range of the quantized convolutions.
-INT8_OPTIONS = ("max_drop", "allow_accuracy_drop", "int8_weights", "quant_mode")
+#: The int8 accuracy gate after quantization (every int8 format).
+_GATE_OPTIONS = ("max_drop", "allow_accuracy_drop")
+#: Options that only mean something for int8: the gate, the onnx weight range and the
+#: openvino quantization mode.
+INT8_OPTIONS = (*_GATE_OPTIONS, "int8_weights", "quant_mode")
 #: int8 weight ranges of the onnx format: "reduced" (7-bit, every x86 CPU) or "full" (8-bit).
 INT8_WEIGHT_RANGES = ("reduced", "full")
 #: NNCF modes of the openvino format (fractalad_edge.quantize.openvino.MODES, kept here torch- and nncf-free).
 QUANT_MODES = ("ptq", "accuracy-control")
-_GATE_OPTIONS = ("max_drop", "allow_accuracy_drop")
 _GRAPH_OPTIONS = ("opset", "device")
 
 
