@@ -15,11 +15,12 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from fractalad_edge.errors import ArtifactError, ArtifactIntegrityError, ConfigError, SchemaVersionError
@@ -73,10 +74,17 @@ class InputSpec:
     layout: str = "NCHW"
 
     def __post_init__(self) -> None:
-        if self.height < 32 or self.width < 32:
-            msg = f"input size must be at least 32 x 32, got {self.height} x {self.width}"
-            raise ConfigError(msg)
-        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+        for name in ("height", "width"):
+            _check_int(getattr(self, name), f"input.{name}", low=32, high=MAX_INPUT_SIZE)
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if not isinstance(values, (tuple, list)) or len(values) != 3:
+                msg = f"input.{name} must be 3 numbers (one per channel), got {values!r}"
+                raise ConfigError(msg)
+            for value in values:
+                _check_real(value, f"input.{name}", low=0.0, high=255.0)
+            object.__setattr__(self, name, tuple(float(v) for v in values))
+        if any(s <= 0 for s in self.std):
             msg = f"mean and std need 3 values each with std > 0, got mean={self.mean}, std={self.std}"
             raise ConfigError(msg)
         if self.channel_order not in ("rgb", "bgr") or self.layout != "NCHW":
@@ -94,6 +102,7 @@ class ScoreSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reduction", parse_enum(ScoreReduction, self.reduction, "score reduction"))
+        _check_real(self.topk_fraction, "score.topk_fraction", low=0.0, high=1.0)
         if not 0.0 < self.topk_fraction <= 1.0:
             msg = f"topk_fraction must be in (0, 1], got {self.topk_fraction}"
             raise ConfigError(msg)
@@ -120,7 +129,7 @@ class ScoreCalibration:
 
     def __post_init__(self) -> None:
         values = (self.image_threshold, self.image_min, self.image_max, self.pixel_threshold, self.pixel_min, self.pixel_max)
-        if not all(math.isfinite(v) for v in values):
+        if not all(_is_real(v) and math.isfinite(v) for v in values):
             msg = f"score calibration values must be finite, got {values}"
             raise ConfigError(msg)
         if self.image_max <= self.image_min or self.pixel_max <= self.pixel_min:
@@ -129,6 +138,11 @@ class ScoreCalibration:
                 f"image [{self.image_min}, {self.image_max}], pixel [{self.pixel_min}, {self.pixel_max}]"
             )
             raise ConfigError(msg)
+        _check_str(self.method, "calibration.method")
+        _check_int(self.num_normal, "calibration.num_normal", low=0)
+        _check_int(self.num_anomalous, "calibration.num_anomalous", low=0)
+        if self.seed is not None:
+            _check_int(self.seed, "calibration.seed")
         if self.source not in ("synthetic", "real"):
             msg = f"calibration source must be 'synthetic' or 'real', got {self.source!r}"
             raise ConfigError(msg)
@@ -136,8 +150,21 @@ class ScoreCalibration:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelFile:
-    path: str  # relative to the artifact directory
+    path: str  # relative to the artifact directory, '/'-separated, never leaving it
     sha256: str
+
+    def __post_init__(self) -> None:
+        path = self.path
+        if not isinstance(path, str) or not path or "\\" in path or "\x00" in path:
+            msg = f"a model file path must be a non-empty relative path with '/' separators, got {path!r}"
+            raise ConfigError(msg)
+        pure = PurePosixPath(path)
+        if pure.is_absolute() or PureWindowsPath(path).drive or any(part in ("..", ".") for part in path.split("/")):
+            msg = f"model file path {path!r} must stay inside the artifact folder (relative, no '..', not absolute)"
+            raise ConfigError(msg)
+        if not isinstance(self.sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            msg = f"sha256 of {path!r} must be 64 lowercase hex digits, got {self.sha256!r}"
+            raise ConfigError(msg)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,6 +233,40 @@ class ArtifactMetadata:
         if not self.files:
             msg = "an artifact must list at least one model file"
             raise ArtifactError(msg)
+        _check_int(self.schema_version, "schema_version", low=1, high=SCHEMA_VERSION)
+        _check_str(self.runtime, "runtime")
+        if not self.runtime:
+            msg = "runtime must name a runtime, got ''"
+            raise ConfigError(msg)
+        if not isinstance(self.model, Mapping) or not all(isinstance(k, str) for k in self.model):
+            msg = f"model must be an object of architecture settings (backbone, input_size, ...), got {self.model!r:.60}"
+            raise ConfigError(msg)
+        for name in ("category", "package_version", "created"):
+            _check_str(getattr(self, name), name)
+        paths = [f.path for f in self.files]
+        if len(set(paths)) != len(paths):
+            msg = f"files lists a path twice: {paths}"
+            raise ConfigError(msg)
+        for suffix in FORMAT_FILE_SUFFIXES[self.format] + ((".engine",) if self.engine is not None else ()):
+            matching = [p for p in paths if p.lower().endswith(suffix)]
+            if len(matching) != 1:
+                msg = (
+                    f"a {self.format.value} artifact must list exactly one {suffix} file in files, got {matching or 'none'}; "
+                    "re-export the model"
+                )
+                raise ConfigError(msg)
+
+    def model_file(self, directory: str | Path, suffix: str) -> Path:
+        """The listed (and hashed) file with this suffix, resolved inside ``directory``.
+
+        Runtimes load exactly this path, never a fixed name, so what they run is what
+        :func:`verify_files` hashed.
+        """
+        matching = [f for f in self.files if f.path.lower().endswith(suffix)]
+        if len(matching) != 1:
+            msg = f"{directory}: {METADATA_FILENAME} must list exactly one {suffix} file, got {[f.path for f in matching]}"
+            raise ArtifactError(msg)
+        return resolve_inside(Path(directory), matching[0].path)
 
     # -- (de)serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -224,9 +285,10 @@ class ArtifactMetadata:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "metadata") -> ArtifactMetadata:
+        """Validate every field's type, range and finiteness; one ArtifactError line on the first problem."""
         version = data.get("schema_version")
-        if not isinstance(version, int):
-            msg = f"{source}: 'schema_version' missing or not an integer (got {version!r}); is this a fractalad-edge model?"
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            msg = f"{source}: 'schema_version' must be an integer >= 1 (got {version!r}); is this a fractalad-edge model?"
             raise ArtifactError(msg)
         if version > SCHEMA_VERSION:
             msg = (
@@ -235,33 +297,130 @@ class ArtifactMetadata:
             )
             raise SchemaVersionError(msg)
         try:
+            _check_keys(data, {f.name for f in dataclasses.fields(cls)}, "metadata")
+            files = data["files"]
+            if not isinstance(files, list):
+                msg = f"files must be a list of {{path, sha256}} objects, got {files!r:.60}"
+                raise ConfigError(msg)
+            quantization = _section(data, "quantization", QuantizationReport, optional=True)
+            if quantization is not None:
+                quantization["ignored_layers"] = tuple(_check_str(v, "quantization.ignored_layers") for v in quantization.get("ignored_layers", ()))
             return cls(
                 schema_version=version,
-                format=data["format"],
-                precision=data["precision"],
+                format=_check_str(data["format"], "format"),
+                precision=_check_str(data["precision"], "precision"),
                 runtime=data["runtime"],
-                model=dict(data["model"]),
-                input=InputSpec(**{**data["input"], "mean": tuple(data["input"]["mean"]), "std": tuple(data["input"]["std"])}),
-                score=ScoreSpec(**data["score"]),
-                files=tuple(ModelFile(**f) for f in data["files"]),
-                calibration=_optional(ScoreCalibration, data.get("calibration")),
-                parity=_optional(ParityReport, data.get("parity")),
-                quantization=_optional(
-                    QuantizationReport,
-                    None if data.get("quantization") is None else {**data["quantization"], "ignored_layers": tuple(data["quantization"].get("ignored_layers", ()))},
-                ),
-                engine=_optional(EngineInfo, data.get("engine")),
+                model=data["model"],
+                input=InputSpec(**_section(data, "input", InputSpec)),
+                score=ScoreSpec(**_section(data, "score", ScoreSpec)),
+                files=tuple(ModelFile(**_checked_mapping(f, ModelFile, "files[]")) for f in files),
+                calibration=_build(ScoreCalibration, _section(data, "calibration", ScoreCalibration, optional=True)),
+                parity=_build(ParityReport, _section(data, "parity", ParityReport, optional=True)),
+                quantization=_build(QuantizationReport, quantization),
+                engine=_build(EngineInfo, _section(data, "engine", EngineInfo, optional=True)),
                 category=data.get("category", ""),
                 package_version=data.get("package_version", ""),
                 created=data.get("created", ""),
             )
-        except (KeyError, TypeError) as exc:
-            msg = f"{source}: malformed metadata ({type(exc).__name__}: {exc}); re-export the model"
+        except KeyError as exc:
+            msg = f"{source}: required field {exc} is missing; re-export the model"
+            raise ArtifactError(msg) from None
+        except (ConfigError, TypeError) as exc:
+            msg = f"{source}: invalid metadata: {exc}; re-export the model"
             raise ArtifactError(msg) from None
 
 
-def _optional(kind: type, value: Mapping[str, Any] | None) -> Any:
-    return None if value is None else kind(**value)
+#: the model files each format must list (one of each suffix); runtimes load those, by suffix
+FORMAT_FILE_SUFFIXES: dict[ModelFormat, tuple[str, ...]] = {
+    ModelFormat.TORCH: (".safetensors",),
+    ModelFormat.ONNX: (".onnx",),
+    ModelFormat.OPENVINO: (".xml", ".bin"),
+    ModelFormat.TENSORRT: (".onnx",),
+}
+MAX_INPUT_SIZE = 4096
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_real(value: Any, what: str, *, low: float | None = None, high: float | None = None) -> float:
+    if not _is_real(value) or not math.isfinite(value):
+        msg = f"{what} must be a finite number, got {value!r}"
+        raise ConfigError(msg)
+    if (low is not None and value < low) or (high is not None and value > high):
+        msg = f"{what} must be in [{low}, {high}], got {value!r}"
+        raise ConfigError(msg)
+    return float(value)
+
+
+def _check_int(value: Any, what: str, *, low: int | None = None, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{what} must be an integer, got {value!r} ({type(value).__name__})"
+        raise ConfigError(msg)
+    if (low is not None and value < low) or (high is not None and value > high):
+        msg = f"{what} must be in [{low}, {high}], got {value}"
+        raise ConfigError(msg)
+    return value
+
+
+def _check_str(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        msg = f"{what} must be a string, got {value!r} ({type(value).__name__})"
+        raise ConfigError(msg)
+    return value
+
+
+def _check_keys(data: Mapping[str, Any], known: set[str], what: str) -> None:
+    unknown = sorted(map(str, set(data) - known))
+    if unknown:
+        msg = f"{what} has unknown fields {unknown}; allowed: {sorted(known)}"
+        raise ConfigError(msg)
+
+
+def _checked_mapping(value: Any, kind: type, what: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        msg = f"{what} must be an object, got {value!r:.60}"
+        raise ConfigError(msg)
+    _check_keys(value, {f.name for f in dataclasses.fields(kind)}, what)
+    return dict(value)
+
+
+def _section(data: Mapping[str, Any], key: str, kind: type, *, optional: bool = False) -> dict[str, Any] | None:
+    if optional and data.get(key) is None:
+        return None
+    return _checked_mapping(data[key], kind, key)
+
+
+def _build(kind: type, fields: Mapping[str, Any] | None) -> Any:
+    if fields is None:
+        return None
+    built = kind(**fields)
+    for f in dataclasses.fields(kind):  # reports: every number finite, every flag a bool, every name a str
+        value = getattr(built, f.name)
+        expected = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if value is None and "None" in expected:
+            continue
+        if expected.startswith("float"):
+            _check_real(value, f"{kind.__name__}.{f.name}")
+        elif expected.startswith("int"):
+            _check_int(value, f"{kind.__name__}.{f.name}")
+        elif expected.startswith("bool") and not isinstance(value, bool):
+            msg = f"{kind.__name__}.{f.name} must be true or false, got {value!r}"
+            raise ConfigError(msg)
+        elif expected.startswith("str"):
+            _check_str(value, f"{kind.__name__}.{f.name}")
+    return built
+
+
+def resolve_inside(directory: Path, relative: str) -> Path:
+    """``directory / relative``, refused if it (or a symlink on the way) leads outside ``directory``."""
+    root = directory.resolve()
+    target = (directory / relative).resolve()
+    if target != root and root not in target.parents:
+        msg = f"{directory}: listed file {relative!r} resolves to {target}, outside the artifact folder; refusing to read it"
+        raise ArtifactIntegrityError(msg)
+    return target
 
 
 def sha256_file(path: Path) -> str:
@@ -323,7 +482,7 @@ def read_metadata(directory: str | Path, *, verify: bool = True) -> ArtifactMeta
 
 def verify_files(directory: Path, metadata: ArtifactMetadata) -> None:
     for entry in metadata.files:
-        file_path = directory / entry.path
+        file_path = resolve_inside(directory, entry.path)
         if not file_path.is_file():
             msg = f"{directory}: model file {entry.path!r} listed in {METADATA_FILENAME} is missing"
             raise ArtifactError(msg)
@@ -344,6 +503,7 @@ def replace_metadata(metadata: ArtifactMetadata, **changes: Any) -> ArtifactMeta
 __all__ = [
     "SCHEMA_VERSION",
     "METADATA_FILENAME",
+    "FORMAT_FILE_SUFFIXES",
     "ArtifactMetadata",
     "EngineInfo",
     "InputSpec",
@@ -361,6 +521,7 @@ __all__ = [
     "parse_enum",
     "read_metadata",
     "replace_metadata",
+    "resolve_inside",
     "sha256_file",
     "verify_files",
     "write_metadata",

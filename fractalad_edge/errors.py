@@ -57,6 +57,14 @@ class SchemaVersionError(ArtifactError):
     """metadata.json was written by a newer, incompatible schema."""
 
 
+class PredictorClosedError(FractalADError, ValueError):
+    """A predictor was used after close(), like a closed file."""
+
+
+class InvalidOutputError(FractalADError, ArithmeticError):
+    """The model produced NaN or infinite values: no score, no decision can be given."""
+
+
 class RuntimeNotAvailableError(FractalADError, ImportError):
     """The package a runtime needs is not installed; the message names the extra."""
 

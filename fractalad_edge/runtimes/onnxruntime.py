@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 
 from fractalad_edge.artifact import ArtifactMetadata, Precision
-from fractalad_edge.errors import ConfigError, RuntimeMismatchError
+from fractalad_edge.errors import ConfigError, PredictorClosedError, RuntimeMismatchError
 from fractalad_edge.runtimes.base import Backend, require
 
-ONNX_FILENAME = "model.onnx"
 
 #: device name -> execution providers, in priority order (CPU always last as the fallback
 #: for any node the accelerator cannot take)
@@ -80,7 +79,7 @@ class OnnxRuntimeBackend(Backend):
                 "Load it with its own runtime or re-export"
             )
             raise RuntimeMismatchError(msg)
-        return cls(Path(directory) / ONNX_FILENAME, device=device, threads=threads)
+        return cls(metadata.model_file(directory, ".onnx"), device=device, threads=threads)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
@@ -88,7 +87,11 @@ class OnnxRuntimeBackend(Backend):
         if batch.shape != expected:
             msg = f"onnxruntime model expects input {self.input_shape}, got {batch.shape}"
             raise RuntimeMismatchError(msg)
-        (maps,) = self.session.run([self._output], {self._input.name: batch})
+        session = self.session  # InferenceSession.run is thread-safe; nothing else here is mutated
+        if session is None:
+            msg = "this onnxruntime predictor was closed; load the model again"
+            raise PredictorClosedError(msg)
+        (maps,) = session.run([self._output], {self._input.name: batch})
         return maps[:, 0]
 
     def close(self) -> None:

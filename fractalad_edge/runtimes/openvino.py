@@ -17,17 +17,16 @@ OpenVINO, so a benchmark never claims bf16 where f32 ran.
 
 from __future__ import annotations
 
+import queue
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fractalad_edge.artifact import ArtifactMetadata, ModelFormat, Precision
-from fractalad_edge.errors import ConfigError, RuntimeMismatchError
+from fractalad_edge.errors import ConfigError, PredictorClosedError, RuntimeMismatchError
 from fractalad_edge.runtimes.base import Backend, require
 
-IR_FILENAME = "model.xml"
-ONNX_FILENAME = "model.onnx"
 
 PRECISION_HINTS: dict[Precision, str] = {
     Precision.FP32: "f32",
@@ -55,6 +54,7 @@ class OpenVINOBackend(Backend):
         self,
         model_path: str | Path,
         *,
+        weights_path: str | Path | None = None,
         precision: Precision = Precision.FP32,
         device: str = "cpu",
         performance_hint: str = "latency",
@@ -78,8 +78,14 @@ class OpenVINOBackend(Backend):
         }
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = core.compile_model(core.read_model(str(model_path)), target, config)
-        self.request = self.compiled.create_infer_request()
+        self.compiled = core.compile_model(
+            core.read_model(str(model_path), None if weights_path is None else str(weights_path)), target, config
+        )
+        # An InferRequest is not thread-safe: each concurrent caller takes its own from a pool
+        # (created on demand, returned after use), so threads never share one and OpenVINO runs
+        # their requests in parallel on its streams.
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._requests.put(self.compiled.create_infer_request())
         self.device = target
         self.precision = precision
         self.performance_hint = performance_hint
@@ -103,9 +109,13 @@ class OpenVINOBackend(Backend):
         if options:
             msg = f"the openvino runtime takes the options device, performance_hint and threads, not {sorted(options)}"
             raise ConfigError(msg)
-        filename = IR_FILENAME if metadata.format is ModelFormat.OPENVINO else ONNX_FILENAME
+        if metadata.format is ModelFormat.OPENVINO:
+            model_path, weights_path = metadata.model_file(directory, ".xml"), metadata.model_file(directory, ".bin")
+        else:
+            model_path, weights_path = metadata.model_file(directory, ".onnx"), None
         return cls(
-            Path(directory) / filename,
+            model_path,
+            weights_path=weights_path,
             precision=metadata.precision,
             device=device,
             performance_hint=performance_hint,
@@ -117,8 +127,19 @@ class OpenVINOBackend(Backend):
         if self.max_batch is not None and batch.shape != self.input_shape:
             msg = f"OpenVINO model expects input {self.input_shape}, got {batch.shape}"
             raise RuntimeMismatchError(msg)
-        self.request.infer({0: batch})
-        return np.array(self.request.get_output_tensor(0).data[:, 0], dtype=np.float32, copy=True)
+        compiled = self.compiled
+        if compiled is None:
+            msg = "this OpenVINO predictor was closed; load the model again"
+            raise PredictorClosedError(msg)
+        try:
+            request = self._requests.get_nowait()
+        except queue.Empty:
+            request = compiled.create_infer_request()
+        try:
+            request.infer({0: batch})
+            return np.array(request.get_output_tensor(0).data[:, 0], dtype=np.float32, copy=True)
+        finally:
+            self._requests.put(request)
 
     def inference_precision(self) -> str:
         """The precision the compiled model runs (OpenVINO's resolution of the hint)."""
@@ -129,7 +150,7 @@ class OpenVINOBackend(Backend):
             return f"{PRECISION_HINTS[self.precision]} (hint; chosen device decides)"
 
     def close(self) -> None:
-        self.request = None  # type: ignore[assignment]
+        self._requests = queue.SimpleQueue()
         self.compiled = None  # type: ignore[assignment]
 
     def describe(self) -> dict[str, str]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -34,11 +35,10 @@ from typing import Any
 import numpy as np
 
 from fractalad_edge.artifact import ArtifactMetadata, EngineInfo, Precision
-from fractalad_edge.errors import ConfigError, EngineMismatchError, ExportError, RuntimeMismatchError
+from fractalad_edge.errors import ConfigError, EngineMismatchError, ExportError, PredictorClosedError, RuntimeMismatchError
 from fractalad_edge.runtimes.base import Backend, require
 
 ENGINE_FILENAME = "model.engine"
-ONNX_FILENAME = "model.onnx"
 DEFAULT_WORKSPACE_BYTES = 1 << 30  # 1 GiB: enough for this model's tactics, fits a Jetson Orin Nano
 
 
@@ -336,6 +336,9 @@ class TensorRTBackend(Backend):
         self.context.set_tensor_address(self._output, out_ptr)
         self.device = device
         self.version = trt.__version__
+        # One execution context, one pair of device buffers and one host output buffer: not
+        # thread-safe, so concurrent callers take turns (the GPU runs one request at a time anyway).
+        self._lock = threading.Lock()
 
     @classmethod
     def open(
@@ -353,9 +356,9 @@ class TensorRTBackend(Backend):
         directory = Path(directory)
         current = current_engine_info(cuda_device_index(device))
         if metadata.engine is not None:
-            check_engine_compatible(metadata.engine, current, source=str(directory / ENGINE_FILENAME))
-            return cls((directory / ENGINE_FILENAME).read_bytes(), device=device, engine_info=metadata.engine,
-                       source=str(directory / ENGINE_FILENAME))
+            engine_path = metadata.model_file(directory, ".engine")
+            check_engine_compatible(metadata.engine, current, source=str(engine_path))
+            return cls(engine_path.read_bytes(), device=device, engine_info=metadata.engine, source=str(engine_path))
         return cls.from_onnx(directory, metadata, device=device, current=current, workspace_bytes=workspace_bytes)
 
     @classmethod
@@ -369,17 +372,15 @@ class TensorRTBackend(Backend):
                 "Export on a machine with TensorRT: fractalad-edge export RUN --format tensorrt --precision int8"
             )
             raise RuntimeMismatchError(msg)
-        onnx_entry = next((f for f in metadata.files if f.path == ONNX_FILENAME), None)
-        if onnx_entry is None:
-            msg = f"{directory}: a tensorrt artifact without an engine must list {ONNX_FILENAME} in its metadata"
-            raise RuntimeMismatchError(msg)
+        onnx_path = metadata.model_file(directory, ".onnx")
+        onnx_entry = next(f for f in metadata.files if f.path.lower().endswith(".onnx"))
         cache = _cache_folder(directory) / engine_cache_name(current, onnx_sha256=onnx_entry.sha256, precision=metadata.precision)
         if cache.is_file():
             try:
                 return cls(cache.read_bytes(), device=device, engine_info=current, source=str(cache))
             except EngineMismatchError:
                 cache.unlink()  # a truncated cache file: rebuild it
-        serialized = build_serialized_engine(directory / ONNX_FILENAME, precision=metadata.precision, workspace_bytes=workspace_bytes)
+        serialized = build_serialized_engine(onnx_path, precision=metadata.precision, workspace_bytes=workspace_bytes)
         tmp = cache.with_suffix(".tmp")
         tmp.write_bytes(serialized)
         tmp.replace(cache)
@@ -391,19 +392,24 @@ class TensorRTBackend(Backend):
         if batch.shape != self.input_shape:
             msg = f"TensorRT engine expects input {self.input_shape}, got {batch.shape}"
             raise RuntimeMismatchError(msg)
-        self.memory.to_device(self._in_ptr, batch)
-        if not self.context.execute_async_v3(self.memory.stream_handle):
-            msg = "TensorRT execute_async_v3 failed; see the TensorRT log"
-            raise RuntimeMismatchError(msg)
-        self.memory.to_host(self._host_out, self._out_ptr)
-        self.memory.synchronize()
-        return self._host_out[:, 0].astype(np.float32, copy=True)
+        with self._lock:
+            if self.context is None:
+                msg = "this TensorRT predictor was closed; load the model again"
+                raise PredictorClosedError(msg)
+            self.memory.to_device(self._in_ptr, batch)
+            if not self.context.execute_async_v3(self.memory.stream_handle):
+                msg = "TensorRT execute_async_v3 failed; see the TensorRT log"
+                raise RuntimeMismatchError(msg)
+            self.memory.to_host(self._host_out, self._out_ptr)
+            self.memory.synchronize()
+            return self._host_out[:, 0].astype(np.float32, copy=True)
 
     def close(self) -> None:
-        self.context = None  # release in reverse order of creation
-        self.engine = None
-        self.runtime = None
-        self.memory.close()
+        with self._lock:
+            self.context = None  # release in reverse order of creation
+            self.engine = None
+            self.runtime = None
+            self.memory.close()
 
     def describe(self) -> dict[str, str]:
         return {

@@ -36,10 +36,10 @@ class TorchBackend(Backend):
 
     @classmethod
     def open(cls, directory: Path, metadata: ArtifactMetadata, *, device: str = "cpu", **options: Any) -> TorchBackend:
-        from fractalad_edge.train.checkpoint import MODEL_FILENAME, load_model_weights
+        from fractalad_edge.train.checkpoint import load_model_weights
 
         model = build_model(ModelConfig.from_dict(dict(metadata.model)), pretrained_teacher=False)
-        load_model_weights(model, directory / MODEL_FILENAME)
+        load_model_weights(model, metadata.model_file(directory, ".safetensors"))
         precision = Precision(options.pop("precision", metadata.precision))
         if options:
             msg = f"the torch runtime takes no options {sorted(options)}"
