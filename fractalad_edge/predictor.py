@@ -11,7 +11,7 @@ r.score, r.is_anomalous, r.anomaly_map, r.mask
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from fractalad_edge.artifact import ArtifactMetadata, ScoreCalibration, read_metadata
-from fractalad_edge.errors import ConfigError
+from fractalad_edge.errors import ConfigError, InvalidInputError, InvalidOutputError
 from fractalad_edge.preprocess import (
     image_scores,
     normalize_image_scores,
@@ -92,20 +92,37 @@ class Predictor:
         return cls(backend, metadata, channel_order=channel_order)
 
     # -- the hot path --------------------------------------------------------------------
-    def raw_maps(self, frames: Sequence[np.ndarray], *, channel_order: str | None = None) -> np.ndarray:
+    def raw_maps(self, frames: Iterable[np.ndarray] | np.ndarray, *, channel_order: str | None = None) -> np.ndarray:
         """Model-size anomaly maps (N, S, S) before calibration; for evaluation and calibration."""
         batch, _ = prepare_batch(frames, self.metadata.input, channel_order=channel_order or self.channel_order)
         return self._infer(batch)
 
     def predict(self, frame: np.ndarray) -> AnomalyResult:
+        """One frame's result. Safe to call from many threads on one Predictor."""
+        if isinstance(frame, np.ndarray) and frame.ndim == 4:
+            msg = f"predict takes one frame (H, W[, C]), got a batch of shape {frame.shape}; use predict_batch"
+            raise InvalidInputError(msg)
         return self.predict_batch([frame])[0]
 
-    def predict_batch(self, frames: Sequence[np.ndarray]) -> list[AnomalyResult]:
+    def predict_batch(self, frames: Iterable[np.ndarray] | np.ndarray) -> list[AnomalyResult]:
+        """Results for a list or iterator of frames, or an (N, H, W, C) array.
+
+        Raises InvalidOutputError when the model yields NaN or infinite values: a NaN score is
+        never reported as a decision (NaN >= 0.5 would read as "not anomalous").
+        """
         batch, sizes = prepare_batch(frames, self.metadata.input, channel_order=self.channel_order)
         maps = self._infer(batch)
         return self.results_from_maps(maps, sizes)
 
     def results_from_maps(self, maps: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[AnomalyResult]:
+        finite = np.isfinite(maps.reshape(maps.shape[0], -1)).all(axis=1)
+        if not finite.all():
+            bad = [int(i) for i in np.flatnonzero(~finite)]
+            msg = (
+                f"the {self.runtime} model produced NaN or infinite anomaly values for frame(s) {bad}; no score or "
+                "decision can be given. The model file or its weights are broken: re-export or retrain it"
+            )
+            raise InvalidOutputError(msg)
         raw = image_scores(maps, self.metadata.score)
         calibration = self.metadata.calibration
         if calibration is None:

@@ -7,7 +7,7 @@ uses :func:`resize_image` too, so the model is trained on what it will be fed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -34,20 +34,57 @@ def normalize(images_rgb: np.ndarray, mean: Sequence[float], std: Sequence[float
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
 
 
+def frame_list(frames: Iterable[np.ndarray] | np.ndarray) -> list[np.ndarray]:
+    """A batch as a list of frames: a list/tuple/iterator of arrays, or one (N, H, W[, C]) array.
+
+    A single (H, W, C) array is refused rather than split into H grey rows.
+    """
+    if isinstance(frames, np.ndarray):
+        if frames.ndim != 4:
+            msg = (
+                f"a batch array must have shape (N, H, W, C), got shape {frames.shape}; "
+                "for one frame call predict(frame) or pass [frame]"
+            )
+            raise InvalidInputError(msg)
+        return list(frames)
+    if isinstance(frames, (str, bytes, dict)) or not isinstance(frames, Iterable):
+        msg = f"frames must be a list (or iterator) of numpy arrays (H, W, 3), got {type(frames).__name__}"
+        raise InvalidInputError(msg)
+    return list(frames)
+
+
+def as_frame(frame: object, index: int) -> np.ndarray:
+    """One frame as a plain native-byte-order ndarray (np.matrix and other subclasses unwrapped)."""
+    if not isinstance(frame, np.ndarray):
+        msg = f"frame {index}: expected a numpy array (H, W, 3), got {type(frame).__name__}; convert with np.asarray(...)"
+        raise InvalidInputError(msg)
+    if isinstance(frame, np.ma.MaskedArray) and np.ma.is_masked(frame):
+        msg = f"frame {index}: a masked array with masked pixels has no value there; fill it first (frame.filled(0))"
+        raise InvalidInputError(msg)
+    array = np.asarray(frame)  # np.matrix cannot hold (H, W, 3) and breaks numpy's indexing rules
+    if array.dtype.byteorder not in ("=", "|"):
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
 def prepare_batch(
-    frames: Sequence[np.ndarray], spec: InputSpec, *, channel_order: str = "bgr"
+    frames: Iterable[np.ndarray] | np.ndarray, spec: InputSpec, *, channel_order: str = "bgr"
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Frames of any size -> the model's float32 NCHW batch, and each frame's own (H, W)."""
+    frames = frame_list(frames)
     if len(frames) == 0:
         msg = "no frames given; pass at least one HxWx3 uint8 image"
         raise InvalidInputError(msg)
     rgb: list[np.ndarray] = []
     sizes: list[tuple[int, int]] = []
     for index, frame in enumerate(frames):
-        if not isinstance(frame, np.ndarray):
-            msg = f"frame {index}: expected a numpy array (H, W, 3), got {type(frame).__name__}"
-            raise InvalidInputError(msg)
-        image = to_uint8_rgb(frame, channel_order=channel_order)
+        try:
+            image = to_uint8_rgb(as_frame(frame, index), channel_order=channel_order)
+        except InvalidInputError as error:
+            if str(error).startswith("frame "):
+                raise
+            msg = f"frame {index}: {error}"
+            raise InvalidInputError(msg) from None
         sizes.append((image.shape[0], image.shape[1]))
         rgb.append(resize_image(image, spec.height, spec.width))
     batch = np.stack(rgb)
