@@ -218,6 +218,9 @@ def export(
         "--quant-mode",
         help="openvino int8: ptq, or accuracy-control (reverts harmful layers to float until within --max-drop; slow).",
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an export of the same format in --out (only its listed files; others are kept)."
+    ),
 ) -> None:
     """Export a trained model to a runtime format, with a parity check against torch."""
     from fractalad_edge.artifact import Precision, parse_enum
@@ -235,7 +238,7 @@ def export(
         int8_weights=int8_weights,
         quant_mode=quant_mode,
     )
-    export_model(model, format=format, out=out, options=options, progress=typer.echo)
+    export_model(model, format=format, out=out, options=options, progress=typer.echo, force=force)
 
 
 @app.command()
