@@ -109,7 +109,8 @@ def train(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default from preset)."),
     workers: int = typer.Option(0, help="DataLoader worker processes for anomaly generation."),
-    resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run in --out (same options; --steps may grow)."),
+    force: bool = typer.Option(False, "--force", help="Replace a training run in --out (only its own files; others are kept)."),
     snapshot_every: Optional[int] = typer.Option(None, help="Also keep the weights every N steps (snapshots/)."),
 ) -> None:
     """Train FractalAD on normal images only (synthetic fractal anomalies)."""
@@ -153,7 +154,7 @@ def train(
         f"{'on' if config.synth.object_placement else 'off'}{', bf16' if config.bf16 else ''})"
     )
     result = run_training(
-        config, data, out, resume=resume, backbone_weights=backbone_weights, snapshot_every=snapshot_every
+        config, data, out, resume=resume, backbone_weights=backbone_weights, snapshot_every=snapshot_every, force=force
     )
     if result.steps_run:
         done = (
@@ -266,16 +267,25 @@ def calibrate(
 @friendly_errors
 def predict(
     model: Path = typer.Argument(..., help="Model directory."),
-    inputs: list[Path] = typer.Argument(..., help="Image files or folders."),
-    out: Optional[Path] = typer.Option(None, help="Folder for predictions.jsonl and overlay PNGs."),
+    inputs: list[Path] = typer.Argument(..., help="Image files, folders (searched recursively) or list files (one path a line)."),
+    out: Optional[Path] = typer.Option(None, help="Folder for predictions.jsonl and overlay PNGs (named by relative path)."),
     runtime: Optional[str] = typer.Option(None),
     device: str = typer.Option("cpu"),
-    batch_size: int = typer.Option(1),
+    batch_size: int = typer.Option(1, help="Images per inference call (>= 1)."),
+    pattern: Optional[str] = typer.Option(None, "--pattern", help="Glob on the path relative to a folder, e.g. '*.png'."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Search subfolders of folder inputs."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier predict's results in --out (other files are kept)."),
+    max_pixels: Optional[int] = typer.Option(
+        None, "--max-pixels", help="Refuse images larger than this many pixels (default 200 MP or FRACTALAD_MAX_IMAGE_PIXELS)."
+    ),
 ) -> None:
     """Score images; one bad image is reported and the rest still run."""
     from fractalad_edge.inference import predict_files
 
-    summary = predict_files(model, inputs, out=out, runtime=runtime, device=device, batch_size=batch_size, echo=typer.echo)
+    summary = predict_files(
+        model, inputs, out=out, runtime=runtime, device=device, batch_size=batch_size, echo=typer.echo,
+        recursive=recursive, pattern=pattern, force=force, max_pixels=max_pixels,
+    )
     if summary.failed:
         raise typer.Exit(code=1)
 
