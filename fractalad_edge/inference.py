@@ -10,7 +10,8 @@ import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from fnmatch import fnmatch
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -47,10 +48,9 @@ def _walk(folder: Path, *, recursive: bool, pattern: str | None, skip: Path | No
             dirs[:] = []
         for name in files:
             path = Path(root, name)
-            relative = PurePosixPath(path.relative_to(folder).as_posix())
             if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            if pattern is None or relative.match(pattern):
+            if pattern is None or fnmatch(path.relative_to(folder).as_posix(), pattern) or fnmatch(name, pattern):
                 found.append(path)
     return found
 
@@ -76,7 +76,7 @@ def expand_inputs(
 
     Folders are searched recursively (``recursive``; hidden entries skipped) for image
     suffixes matching ``pattern`` (a glob on the relative path, e.g. ``*.png`` or
-    ``broken_*/*``); a file with a non-image suffix (``.txt``, ``.lst``) is a list of paths,
+    ``broken_*/*``, matched against the relative path or the file name); a file with a non-image suffix (``.txt``, ``.lst``) is a list of paths,
     one a line, relative to its folder; image files are taken as given. ``skip`` (the
     output folder) is never searched. Missing paths are an error before any work.
     """
