@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fractalad_edge.artifact import ModelFormat, Precision, read_metadata, sha256_file
-from fractalad_edge.errors import ConfigError, ExportError, ParityError, RuntimeNotAvailableError
+from fractalad_edge.errors import ConfigError, ExportError, OutputExistsError, ParityError, RuntimeNotAvailableError
 from fractalad_edge.export import FORMATS, ExportOptions, check_export_request, export_model
 from fractalad_edge.export.parity import enforce_parity, tolerance_for
 
@@ -101,7 +101,7 @@ def test_export_options_validate_and_report_what_was_set() -> None:
 
 def test_destination_that_is_not_a_model_directory_is_refused(tiny_run: Path, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ExportError, match="refusing to overwrite"):
+    with pytest.raises(OutputExistsError, match="export never writes into it"):
         export_model(tiny_run, format="torch", out=tmp_path, progress=None)
     with pytest.raises(ExportError, match="training run itself"):
         export_model(tiny_run, format="torch", out=tiny_run, progress=None)
