@@ -6,7 +6,9 @@ Heavy modules (torch, runtimes) are imported inside the commands that need them,
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from enum import Enum
 from functools import wraps
@@ -55,6 +57,14 @@ def _setup_process() -> None:
     from fractalad_edge.allocator import keep_freed_memory
 
     keep_freed_memory()
+    # SIGTERM (a service manager stopping the process) unwinds like Ctrl+C, so scratch
+    # folders and temporary files are removed on the way out; kill -9 is swept at next start.
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 class Preset(str, Enum):
