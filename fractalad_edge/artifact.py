@@ -450,9 +450,11 @@ def write_metadata(directory: str | Path, metadata: ArtifactMetadata) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / METADATA_FILENAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metadata.to_dict(), indent=2) + "\n")
-    tmp.replace(path)  # atomic: a crash never leaves half a metadata file
+    # Unique temporary name, fsync, rename, fsync the folder: a crash (or a second `calibrate`
+    # at the same time) never leaves half a metadata file.
+    from fractalad_edge.outputs import atomic_write_text
+
+    atomic_write_text(path, json.dumps(metadata.to_dict(), indent=2) + "\n")
     return path
 
 

@@ -6,7 +6,9 @@ Heavy modules (torch, runtimes) are imported inside the commands that need them,
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from enum import Enum
 from functools import wraps
@@ -55,6 +57,14 @@ def _setup_process() -> None:
     from fractalad_edge.allocator import keep_freed_memory
 
     keep_freed_memory()
+    # SIGTERM (a service manager stopping the process) unwinds like Ctrl+C, so scratch
+    # folders and temporary files are removed on the way out; kill -9 is swept at next start.
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 class Preset(str, Enum):
@@ -109,7 +119,8 @@ def train(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default from preset)."),
     workers: int = typer.Option(0, help="DataLoader worker processes for anomaly generation."),
-    resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run in --out (same options; --steps may grow)."),
+    force: bool = typer.Option(False, "--force", help="Replace a training run in --out (only its own files; others are kept)."),
     snapshot_every: Optional[int] = typer.Option(None, help="Also keep the weights every N steps (snapshots/)."),
 ) -> None:
     """Train FractalAD on normal images only (synthetic fractal anomalies)."""
@@ -153,7 +164,7 @@ def train(
         f"{'on' if config.synth.object_placement else 'off'}{', bf16' if config.bf16 else ''})"
     )
     result = run_training(
-        config, data, out, resume=resume, backbone_weights=backbone_weights, snapshot_every=snapshot_every
+        config, data, out, resume=resume, backbone_weights=backbone_weights, snapshot_every=snapshot_every, force=force
     )
     if result.steps_run:
         done = (
@@ -218,6 +229,9 @@ def export(
         "--quant-mode",
         help="openvino int8: ptq, or accuracy-control (reverts harmful layers to float until within --max-drop; slow).",
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an export of the same format in --out (only its listed files; others are kept)."
+    ),
 ) -> None:
     """Export a trained model to a runtime format, with a parity check against torch."""
     from fractalad_edge.artifact import Precision, parse_enum
@@ -235,7 +249,7 @@ def export(
         int8_weights=int8_weights,
         quant_mode=quant_mode,
     )
-    export_model(model, format=format, out=out, options=options, progress=typer.echo)
+    export_model(model, format=format, out=out, options=options, progress=typer.echo, force=force)
 
 
 @app.command()
@@ -263,16 +277,25 @@ def calibrate(
 @friendly_errors
 def predict(
     model: Path = typer.Argument(..., help="Model directory."),
-    inputs: list[Path] = typer.Argument(..., help="Image files or folders."),
-    out: Optional[Path] = typer.Option(None, help="Folder for predictions.jsonl and overlay PNGs."),
+    inputs: list[Path] = typer.Argument(..., help="Image files, folders (searched recursively) or list files (one path a line)."),
+    out: Optional[Path] = typer.Option(None, help="Folder for predictions.jsonl and overlay PNGs (named by relative path)."),
     runtime: Optional[str] = typer.Option(None),
     device: str = typer.Option("cpu"),
-    batch_size: int = typer.Option(1),
+    batch_size: int = typer.Option(1, help="Images per inference call (>= 1)."),
+    pattern: Optional[str] = typer.Option(None, "--pattern", help="Glob on the path relative to a folder, e.g. '*.png'."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Search subfolders of folder inputs."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier predict's results in --out (other files are kept)."),
+    max_pixels: Optional[int] = typer.Option(
+        None, "--max-pixels", help="Refuse images larger than this many pixels (default 200 MP or FRACTALAD_MAX_IMAGE_PIXELS)."
+    ),
 ) -> None:
     """Score images; one bad image is reported and the rest still run."""
     from fractalad_edge.inference import predict_files
 
-    summary = predict_files(model, inputs, out=out, runtime=runtime, device=device, batch_size=batch_size, echo=typer.echo)
+    summary = predict_files(
+        model, inputs, out=out, runtime=runtime, device=device, batch_size=batch_size, echo=typer.echo,
+        recursive=recursive, pattern=pattern, force=force, max_pixels=max_pixels,
+    )
     if summary.failed:
         raise typer.Exit(code=1)
 

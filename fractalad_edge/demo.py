@@ -37,7 +37,7 @@ def run_demo(out: str | Path, *, steps: int = 120, echo: Callable[[str], None] =
         calibration_images=32,
     )
     run = out / "run"
-    result = train(config, data, run)
+    result = train(config, data, run, force=True)  # the demo owns its folder: a rerun replaces its run
     echo(f"[2/4] trained {result.steps} steps in {result.seconds:.0f} s -> {run}")
     test_set = load_test_set(data, size)
     reports = []
@@ -51,12 +51,12 @@ def run_demo(out: str | Path, *, steps: int = 120, echo: Callable[[str], None] =
             echo(f"[3/4] skipping {fmt}: pip install 'fractalad-edge[{module},export]'")
             continue
         target = out / "models" / fmt
-        export_model(run, format=fmt, out=target, options=ExportOptions(precision=Precision.FP32), progress=echo)
+        export_model(run, format=fmt, out=target, options=ExportOptions(precision=Precision.FP32), progress=echo, force=True)
         models[fmt] = target
         report, _ = evaluate_predictor(Predictor.load(target), test_set, category="demo_part")
         reports.append(report)
     echo("[3/4] accuracy per runtime on the demo test split:\n" + markdown_table(reports))
     last = list(models.values())[-1]
-    predict_files(last, [data / "test" / "scratch"], out=out / "preds", echo=lambda _: None)
+    predict_files(last, [data / "test" / "scratch"], out=out / "preds", echo=lambda _: None, force=True)
     echo(f"[4/4] predictions with {last.name}: {out / 'preds' / 'predictions.jsonl'} and overlays in {out / 'preds' / 'overlays'}")
     return models

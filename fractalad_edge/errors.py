@@ -91,3 +91,19 @@ class QuantizationError(FractalADError, RuntimeError):
 
 class CalibrationError(FractalADError, ValueError):
     """Calibration data is missing or cannot support a threshold."""
+
+
+class OutputPathError(FractalADError, ValueError):
+    """An output path cannot be written safely: a symbolic link, a file, an unwritable folder."""
+
+
+class OutputExistsError(OutputPathError, FileExistsError):
+    """An output folder holds files this command did not write (or --force is needed to replace them)."""
+
+
+class RunIdentityError(CheckpointError):
+    """A checkpoint belongs to another training run than the options given to --resume."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image file declares more pixels than the configured limit; refused before decoding."""

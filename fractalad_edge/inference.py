@@ -7,19 +7,23 @@ written as its own record with the reason, and the rest are scored.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fractalad_edge.data.images import IMAGE_SUFFIXES, read_image
-from fractalad_edge.errors import DatasetNotFoundError, FractalADError
+from fractalad_edge.data.images import IMAGE_SUFFIXES, max_image_pixels, read_image
+from fractalad_edge.errors import ConfigError, DatasetNotFoundError, FractalADError, OutputExistsError, OutputPathError
+from fractalad_edge.outputs import StagedOutput, check_output_folder, folder_is_empty
 from fractalad_edge.predictor import Predictor
 from fractalad_edge.preprocess import overlay
 
 RESULTS_FILENAME = "predictions.jsonl"
+OVERLAY_DIR = "overlays"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,22 +34,115 @@ class PredictSummary:
     out: Path | None
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders expanded to their images (sorted); missing paths are an error up front."""
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
-        elif path.exists():
-            files.append(path)
-        else:
+@dataclass(frozen=True)
+class InputImage:
+    path: Path  # where the file is
+    name: str  # its path relative to the input root (POSIX separators): the key of its row and overlay
+
+
+def _walk(folder: Path, *, recursive: bool, pattern: str | None, skip: Path | None) -> list[Path]:
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or Path(root, d).resolve() != skip))
+        if not recursive:
+            dirs[:] = []
+        for name in files:
+            path = Path(root, name)
+            if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if pattern is None or fnmatch(path.relative_to(folder).as_posix(), pattern) or fnmatch(name, pattern):
+                found.append(path)
+    return found
+
+
+def _list_file(path: Path) -> list[Path]:
+    entries: list[Path] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entry = Path(line) if Path(line).is_absolute() else path.parent / line
+        if not entry.exists():
+            msg = f"{path} line {number}: {line} not found (relative paths are read from the list file's folder)"
+            raise DatasetNotFoundError(msg)
+        entries.append(entry)
+    return entries
+
+
+def expand_inputs(
+    inputs: Iterable[str | Path], *, recursive: bool = True, pattern: str | None = None, skip: Path | None = None
+) -> list[InputImage]:
+    """Every image to score, once, named by its path relative to the inputs' common folder.
+
+    Folders are searched recursively (``recursive``; hidden entries skipped) for image
+    suffixes matching ``pattern`` (a glob on the relative path, e.g. ``*.png`` or
+    ``broken_*/*``, matched against the relative path or the file name); a file with a non-image suffix (``.txt``, ``.lst``) is a list of paths,
+    one a line, relative to its folder; image files are taken as given. ``skip`` (the
+    output folder) is never searched. Missing paths are an error before any work.
+    """
+    inputs = [Path(item) for item in inputs]
+    files: list[tuple[Path, Path]] = []  # (file, the folder its name is relative to)
+    for path in inputs:
+        if not path.exists():
             msg = f"input not found: {path}"
             raise DatasetNotFoundError(msg)
-    if not files:
-        msg = f"no images found in {', '.join(map(str, inputs))} (accepted: {', '.join(IMAGE_SUFFIXES)})"
+        entries = _list_file(path) if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES else [path]
+        for entry in entries:
+            if entry.is_dir():
+                files.extend((f, entry) for f in _walk(entry, recursive=recursive, pattern=pattern, skip=skip))
+            else:
+                files.append((entry, entry.parent))
+    roots = {os.path.abspath(root) for _, root in files}
+    common = Path(os.path.commonpath(sorted(roots))) if roots else Path(".")
+    seen: dict[Path, InputImage] = {}
+    for path, _ in files:
+        key = path.resolve()
+        if key not in seen:
+            seen[key] = InputImage(path, Path(os.path.abspath(path)).relative_to(common).as_posix())
+    images = sorted(seen.values(), key=lambda image: image.name)
+    if not images:
+        msg = (
+            f"no images found in {', '.join(map(str, inputs))} (accepted: {', '.join(IMAGE_SUFFIXES)}"
+            + (f"; --pattern {pattern}" if pattern else "")
+            + ("" if recursive else "; subfolders not searched (--no-recursive)")
+            + ")"
+        )
         raise DatasetNotFoundError(msg)
-    return files
+    return images
+
+
+def overlay_name(image: InputImage) -> str:
+    return f"{OVERLAY_DIR}/{image.name if image.name.lower().endswith('.png') else image.name + '.png'}"
+
+
+def _check_out(out: Path, *, force: bool) -> tuple[str, ...]:
+    """Refuse an --out predict did not write; the overlays an earlier run listed (replaced with --force)."""
+    check_output_folder(out)
+    if not out.exists() or folder_is_empty(out):
+        return ()
+    results = out / RESULTS_FILENAME
+    if not results.is_file():
+        msg = f"--out {out} is not empty and holds no {RESULTS_FILENAME}; predict never writes into a folder of other files: choose a new or empty folder"
+        raise OutputExistsError(msg)
+    if not force:
+        msg = (
+            f"--out {out} holds the results of an earlier predict; pass --force to replace them ({RESULTS_FILENAME} "
+            f"and the overlays it lists; other files there are kept), or choose a new folder"
+        )
+        raise OutputExistsError(msg)
+    previous = []
+    for line in results.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            overlay_path = json.loads(line).get("overlay")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(overlay_path, str) and overlay_path.startswith(f"{OVERLAY_DIR}/"):
+            previous.append(overlay_path)
+    for folder in (out, out / OVERLAY_DIR):
+        if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
+            msg = f"--out {out}: {folder} is not writable; fix its permissions or choose another folder"
+            raise OutputPathError(msg)
+    return tuple(previous)
 
 
 def predict_files(
@@ -57,42 +154,89 @@ def predict_files(
     device: str = "cpu",
     batch_size: int = 1,
     echo: Callable[[str], None] = print,
+    recursive: bool = True,
+    pattern: str | None = None,
+    force: bool = False,
+    max_pixels: int | None = None,
 ) -> PredictSummary:
-    predictor = Predictor.load(model, runtime=runtime, device=device, channel_order="rgb")
-    files = expand_inputs(inputs)
+    """Score image files; with ``out``, write predictions.jsonl and one overlay per image.
+
+    Everything is checked before any output is touched; outputs are built in a scratch
+    folder and moved into ``out`` at the end (predictions.jsonl last), so an interrupted
+    or failed run leaves an earlier run's results as they were.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        msg = f"--batch-size must be a whole number >= 1, got {batch_size!r}"
+        raise ConfigError(msg)
+    max_pixels = max_image_pixels(max_pixels)
     out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
-    records = open(out_dir / RESULTS_FILENAME, "w") if out_dir is not None else None
-    anomalous = failed = 0
+    previous = _check_out(out_dir, force=force) if out_dir is not None else ()
+    images = expand_inputs(inputs, recursive=recursive, pattern=pattern, skip=out_dir.resolve() if out_dir else None)
+    predictor = Predictor.load(model, runtime=runtime, device=device, channel_order="rgb")
     try:
-        for start in range(0, len(files), batch_size):
-            chunk = files[start : start + batch_size]
-            images: list[np.ndarray] = []
-            good: list[Path] = []
-            for path in chunk:
+        if out_dir is None:
+            anomalous, failed, _ = _score(predictor, images, batch_size, max_pixels, echo, None)
+        else:
+            with StagedOutput(out_dir) as staged:
+                anomalous, failed, written = _score(predictor, images, batch_size, max_pixels, echo, staged.files)
+                staged.commit(written, manifest=RESULTS_FILENAME, previous=previous)
+    finally:
+        predictor.close()
+    scored = len(images) - failed
+    echo(f"{scored} images scored, {anomalous} anomalous, {failed} failed" + (f"; results in {out_dir}" if out_dir else ""))
+    return PredictSummary(total=len(images), anomalous=anomalous, failed=failed, out=out_dir)
+
+
+def _score(
+    predictor: Predictor,
+    images: list[InputImage],
+    batch_size: int,
+    max_pixels: int,
+    echo: Callable[[str], None],
+    folder: Path | None,
+) -> tuple[int, int, list[str]]:
+    anomalous = failed = 0
+    written: list[str] = []
+    records = open(folder / RESULTS_FILENAME, "w", encoding="utf-8") if folder is not None else None
+    try:
+        for start in range(0, len(images), batch_size):
+            pixels: list[np.ndarray] = []
+            good: list[InputImage] = []
+            for image in images[start : start + batch_size]:
                 try:
-                    images.append(read_image(path))
-                    good.append(path)
+                    pixels.append(read_image(image.path, max_pixels=max_pixels))
+                    good.append(image)
                 except FractalADError as exc:
                     failed += 1
-                    echo(f"skipped {path}: {exc}")
+                    echo(f"skipped {image.path}: {exc}")
                     if records is not None:
-                        records.write(json.dumps({"image": str(path), "error": str(exc)}) + "\n")
-            if not images:
+                        records.write(json.dumps({"image": image.name, "path": str(image.path), "error": str(exc)}) + "\n")
+            if not pixels:
                 continue
-            for path, image, result in zip(good, images, predictor.predict_batch(images)):
+            for image, frame, result in zip(good, pixels, predictor.predict_batch(pixels)):
                 anomalous += result.pred_label
-                record = {"image": str(path), **result.to_dict()}
-                echo(f"{path}: score {result.pred_score:.3f} {'ANOMALOUS' if result.pred_label else 'ok'}")
-                if records is not None:
-                    records.write(json.dumps(record) + "\n")
-                    panel = overlay(image, result.anomaly_map)
-                    cv2.imwrite(str(out_dir / "overlays" / f"{path.stem}.png"), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
+                echo(f"{image.name}: score {result.pred_score:.3f} {'ANOMALOUS' if result.pred_label else 'ok'}")
+                if records is None:
+                    continue
+                name = overlay_name(image)
+                _write_png(folder / name, overlay(frame, result.anomaly_map))
+                written.append(name)
+                records.write(json.dumps({"image": image.name, "path": str(image.path), "overlay": name, **result.to_dict()}) + "\n")
     finally:
         if records is not None:
             records.close()
-        predictor.close()
-    scored = len(files) - failed
-    echo(f"{scored} images scored, {anomalous} anomalous, {failed} failed" + (f"; results in {out_dir}" if out_dir else ""))
-    return PredictSummary(total=len(files), anomalous=anomalous, failed=failed, out=out_dir)
+    return anomalous, failed, written
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    """Encode in memory and write with Python's I/O: a failure is an error, not an OpenCV warning."""
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        msg = f"cannot encode the overlay {path.name} as PNG"
+        raise OutputPathError(msg)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encoded.tobytes())
+    except OSError as exc:
+        msg = f"cannot write the overlay {path} ({exc}); check the --out folder's permissions and free space"
+        raise OutputPathError(msg) from None

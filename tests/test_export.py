@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fractalad_edge.artifact import ModelFormat, Precision, read_metadata, sha256_file
-from fractalad_edge.errors import ConfigError, ExportError, ParityError, RuntimeNotAvailableError
+from fractalad_edge.errors import ConfigError, ExportError, OutputExistsError, ParityError, RuntimeNotAvailableError
 from fractalad_edge.export import FORMATS, ExportOptions, check_export_request, export_model
 from fractalad_edge.export.parity import enforce_parity, tolerance_for
 
@@ -101,7 +101,7 @@ def test_export_options_validate_and_report_what_was_set() -> None:
 
 def test_destination_that_is_not_a_model_directory_is_refused(tiny_run: Path, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ExportError, match="refusing to overwrite"):
+    with pytest.raises(OutputExistsError, match="export never writes into it"):
         export_model(tiny_run, format="torch", out=tmp_path, progress=None)
     with pytest.raises(ExportError, match="training run itself"):
         export_model(tiny_run, format="torch", out=tiny_run, progress=None)
@@ -139,7 +139,7 @@ def test_onnx_export_writes_checked_metadata_and_next_command(onnx_artifact, tin
     assert read_metadata(onnx_artifact.path) == md  # what was returned is what was written
     assert any(m.startswith("parity vs torch-fp32") and "passed" in m for m in onnx_artifact.messages)
     assert onnx_artifact.messages[-1] == f"next: fractalad-edge predict {onnx_artifact.path} images/*.png --out preds/"
-    assert not (onnx_artifact.path.parent / ".model.partial").exists()
+    assert not list(onnx_artifact.path.parent.glob(".model*.partial"))  # no scratch folder left behind
 
 
 # ----------------------------------------------------------------------------- openvino
@@ -185,8 +185,10 @@ def test_torch_export_runs_the_same_pipeline(tiny_run: Path, tmp_path: Path) -> 
     assert md.format is ModelFormat.TORCH and md.parity is not None and md.parity.max_abs_diff == 0.0
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["metadata.json", "model.safetensors"]
     assert md.calibration is not None and md.calibration.num_normal + md.calibration.num_anomalous == 4
-    # Re-exporting over an earlier artifact replaces it.
-    again = export_model(tiny_run, format="torch", out=tmp_path / "t", options=ExportOptions(calib_count=4, parity_images=2), progress=None)
+    # Re-exporting over an earlier artifact of the same format replaces it when forced.
+    again = export_model(
+        tiny_run, format="torch", out=tmp_path / "t", options=ExportOptions(calib_count=4, parity_images=2), progress=None, force=True
+    )
     assert again.created >= md.created and read_metadata(tmp_path / "t") == again
 
 

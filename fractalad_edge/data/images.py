@@ -6,22 +6,37 @@ held, because the model only ever sees that layout: grey, 16-bit, alpha and floa
 are normalised here, once, instead of in every caller.
 
 Files are read with ``np.fromfile`` + ``cv2.imdecode`` so that paths with non-ASCII
-characters work on every platform. PNG, JPEG, BMP and WebP files are checked for
-truncation *before* decoding, because OpenCV silently returns a partly grey image for a
-file that was cut off while copying or writing.
+characters work on every platform. Before decoding, each file's header is read:
+
+- its size (PNG, JPEG, BMP, TIFF, WebP, PNM) is checked against a pixel limit
+  (:data:`DEFAULT_MAX_PIXELS`, or ``FRACTALAD_MAX_IMAGE_PIXELS``, or ``max_pixels``), so
+  a small file declaring 40 000 x 40 000 pixels is refused without allocating 4.8 GB;
+- PNG, JPEG, BMP and WebP files are checked for truncation, because OpenCV silently
+  returns a partly grey image for a file that was cut off while copying or writing;
+- JPEG entropy-coded data is decoded strictly (libjpeg-turbo via simplejpeg, at 1/8
+  scale, which still runs every Huffman code): libjpeg only *warns* on corrupt data and
+  OpenCV then returns an image with grey or smeared blocks.
+
+Decoder failures (``cv2.error``) become :class:`ImageReadError` naming the file.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fractalad_edge.errors import ConfigError, ImageReadError, InvalidInputError, MaskMismatchError
+from fractalad_edge.errors import ConfigError, ImageReadError, ImageTooLargeError, InvalidInputError, MaskMismatchError
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
+    "check_images",
+    "image_size_from_header",
+    "max_image_pixels",
     "read_image",
     "read_image_bgr",
     "read_mask",
@@ -30,6 +45,14 @@ __all__ = [
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 """File suffixes (lower case) treated as images when a folder is searched."""
+
+#: Largest image accepted by default, in pixels (width x height). The largest area-scan
+#: sensors in machine vision today have about 151 MP (14 192 x 10 640); 200 MP leaves room
+#: above them while bounding one decoded frame to 0.6 GB (8-bit RGB; 1.6 GB for 16-bit
+#: RGBA), which an edge device with 4-8 GB can hold. Line-scan images stitched to any
+#: length need a higher limit: set FRACTALAD_MAX_IMAGE_PIXELS or pass max_pixels.
+DEFAULT_MAX_PIXELS = 200_000_000
+MAX_PIXELS_ENV = "FRACTALAD_MAX_IMAGE_PIXELS"
 
 _CHANNEL_ORDERS = ("rgb", "bgr")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -127,16 +150,48 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     raise InvalidInputError(msg)
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def max_image_pixels(max_pixels: int | None = None) -> int:
+    """The pixel limit in force: ``max_pixels`` if given, else FRACTALAD_MAX_IMAGE_PIXELS, else the default."""
+    if max_pixels is None:
+        raw = os.environ.get(MAX_PIXELS_ENV)
+        if raw is None:
+            return DEFAULT_MAX_PIXELS
+        try:
+            max_pixels = int(raw)
+        except ValueError:
+            msg = f"{MAX_PIXELS_ENV}={raw!r} is not a whole number; set it to a pixel count such as 400000000"
+            raise ConfigError(msg) from None
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int | np.integer) or max_pixels < 1:
+        msg = f"the image pixel limit must be a whole number >= 1, got {max_pixels!r}"
+        raise ConfigError(msg)
+    return int(max_pixels)
+
+
+def check_images(paths: Sequence[Path], *, max_pixels: int | None = None) -> None:
+    """Read every image once; one :class:`ImageReadError` listing every file that cannot be used."""
+    problems: list[str] = []
+    for path in paths:
+        try:
+            read_image(path, max_pixels=max_pixels)
+        except ImageReadError as exc:
+            problems.append(str(exc))
+    if problems:
+        shown = " | ".join(problems[:3]) + (f" | and {len(problems) - 3} more" if len(problems) > 3 else "")
+        msg = f"{len(problems)} of {len(paths)} images cannot be used (remove or replace them): {shown}"
+        raise ImageReadError(msg)
+
+
+def read_image(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as uint8 (H, W, 3) RGB, whatever it stores.
 
     Grey, 16-bit and alpha images are normalised by :func:`to_uint8_rgb`. JPEG EXIF
     orientation is not applied: pixels come in stored order, as the camera wrote them.
-    Raises :class:`ImageReadError` naming the file when it is missing, truncated or not
-    an image.
+    Raises :class:`ImageReadError` naming the file when it is missing, truncated, corrupt
+    or not an image, and :class:`ImageTooLargeError` (before decoding) when it declares
+    more than ``max_pixels`` pixels (see :func:`max_image_pixels`).
     """
     file_path = Path(path)
-    decoded = _decode(file_path)
+    decoded = _decode(file_path, max_image_pixels(max_pixels))
     try:
         return to_uint8_rgb(decoded, channel_order="bgr")
     except InvalidInputError as error:
@@ -144,12 +199,12 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(msg) from error
 
 
-def read_image_bgr(path: str | Path) -> np.ndarray:
+def read_image_bgr(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as uint8 (H, W, 3) in BGR order, for code that uses OpenCV.
 
     Same rules and errors as :func:`read_image`; only the channel order differs.
     """
-    return np.ascontiguousarray(read_image(path)[:, :, ::-1])
+    return np.ascontiguousarray(read_image(path, max_pixels=max_pixels)[:, :, ::-1])
 
 
 def read_mask(
@@ -167,7 +222,7 @@ def read_mask(
     """
     shape = _validate_shape(expected_shape)
     file_path = Path(path)
-    decoded = _decode(file_path)
+    decoded = _decode(file_path, max_image_pixels())
     if decoded.ndim == 3:
         decoded = decoded[:, :, :3] if decoded.shape[2] == 4 else decoded
         mask = np.any(decoded != 0, axis=2)
@@ -196,8 +251,8 @@ def _validate_shape(expected_shape: tuple[int, int]) -> tuple[int, int]:
     return int(expected_shape[0]), int(expected_shape[1])
 
 
-def _decode(file_path: Path) -> np.ndarray:
-    """Read and decode a file, refusing missing, empty, truncated and non-image files."""
+def _decode(file_path: Path, max_pixels: int) -> np.ndarray:
+    """Read and decode a file, refusing missing, empty, truncated, corrupt, oversized and non-image files."""
     if not file_path.exists():
         msg = f"Image file {str(file_path)!r} does not exist. Check the path and the current directory."
         raise ImageReadError(msg)
@@ -212,18 +267,157 @@ def _decode(file_path: Path) -> np.ndarray:
     if data.size == 0:
         msg = f"Image file {str(file_path)!r} is empty (0 bytes); it was probably not written completely."
         raise ImageReadError(msg)
+    whole = data.tobytes() if bytes(data[:3]) == _JPEG_SOI else None  # a JPEG's frame header may follow EXIF
+    size = image_size_from_header(whole if whole is not None else bytes(data[:_HEADER_BYTES]))
+    if size is not None:
+        _check_pixels(file_path, size, max_pixels, "declares")
     problem = _truncation_problem(data)
     if problem is not None:
         msg = f"Image file {str(file_path)!r} is truncated or damaged: {problem}. Copy or export it again."
         raise ImageReadError(msg)
-    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    problem = _jpeg_corruption(whole) if whole is not None else None
+    if problem is not None:
+        msg = f"Image file {str(file_path)!r} holds corrupt JPEG data ({problem}). Copy or export it again."
+        raise ImageReadError(msg)
+    try:
+        decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        msg = f"Image file {str(file_path)!r} ({data.size} bytes) cannot be decoded: {reason}"
+        raise ImageReadError(msg) from None
     if decoded is None or decoded.size == 0:
         msg = (
             f"Image file {str(file_path)!r} ({data.size} bytes) cannot be decoded as an image. "
             f"Supported formats are those OpenCV reads, usually {', '.join(IMAGE_SUFFIXES)}."
         )
         raise ImageReadError(msg)
+    if size is None:  # a format whose header is not parsed here: checked once decoded
+        _check_pixels(file_path, (decoded.shape[1], decoded.shape[0]), max_pixels, "has")
     return decoded
+
+
+def _check_pixels(file_path: Path, size: tuple[int, int], max_pixels: int, verb: str) -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        msg = f"Image file {str(file_path)!r} {verb} a size of {width}x{height} pixels; it is damaged or not an image."
+        raise ImageReadError(msg)
+    if width * height > max_pixels:
+        msg = (
+            f"Image file {str(file_path)!r} {verb} {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of "
+            f"{max_pixels / 1e6:g} MP; refused before decoding. If it is a real frame, raise the limit "
+            f"({MAX_PIXELS_ENV} or --max-pixels)."
+        )
+        raise ImageTooLargeError(msg)
+
+
+_HEADER_BYTES = 64 * 1024  # enough for every header parsed below except JPEG (EXIF can precede its frame header)
+
+
+def image_size_from_header(head: bytes) -> tuple[int, int] | None:
+    """(width, height) read from an image header without decoding, or None for a format not parsed here.
+
+    PNG (IHDR), JPEG (the SOFn frame header), BMP (BITMAPINFOHEADER / CORE), TIFF (first
+    IFD), WebP (VP8, VP8L, VP8X) and binary/ASCII PNM. ``head`` must hold the whole header
+    (for JPEG: every segment before the frame header).
+    """
+    if head.startswith(_PNG_SIGNATURE) and len(head) >= 24 and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head.startswith(b"\xff\xd8"):
+        return _jpeg_size(head)
+    if head.startswith(b"BM") and len(head) >= 26:
+        header_size = int.from_bytes(head[14:18], "little")
+        if header_size == 12:  # BITMAPCOREHEADER
+            return int.from_bytes(head[18:20], "little"), int.from_bytes(head[20:22], "little")
+        width = int.from_bytes(head[18:22], "little", signed=True)
+        height = int.from_bytes(head[22:26], "little", signed=True)
+        return abs(width), abs(height)  # negative height: rows stored top-down
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return _tiff_size(head)
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP" and len(head) >= 30:
+        chunk = head[12:16]
+        if chunk == b"VP8 ":
+            return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+        if chunk == b"VP8L":
+            bits = int.from_bytes(head[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8X":
+            return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+        return None
+    if len(head) >= 2 and head[0:1] == b"P" and head[1:2] in b"123456":
+        fields = head[2:256].split(b"#")[0].split()  # comments before the size are rare; not handled
+        if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
+            return int(fields[0]), int(fields[1])
+    return None
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return None  # not at a marker: a damaged header, left to the decoder
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            position += 2
+            continue
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker in _JPEG_SOF and position + 9 <= len(data):
+            height = int.from_bytes(data[position + 5 : position + 7], "big")
+            width = int.from_bytes(data[position + 7 : position + 9], "big")
+            return width, height
+        if marker in (0xDA, 0xD9):  # scan data or the end before any frame header
+            return None
+        position += 2 + length
+    return None
+
+
+def _tiff_size(head: bytes) -> tuple[int, int] | None:
+    order = "little" if head[:2] == b"II" else "big"
+    offset = int.from_bytes(head[4:8], order)
+    if offset + 2 > len(head):
+        return None
+    count = int.from_bytes(head[offset : offset + 2], order)
+    found: dict[int, int] = {}
+    for index in range(count):
+        entry = offset + 2 + 12 * index
+        if entry + 12 > len(head):
+            break
+        tag = int.from_bytes(head[entry : entry + 2], order)
+        kind = int.from_bytes(head[entry + 2 : entry + 4], order)
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4)
+            value = head[entry + 8 : entry + 10] if kind == 3 else head[entry + 8 : entry + 12]
+            found[tag] = int.from_bytes(value, order)
+    if 256 in found and 257 in found:
+        return found[256], found[257]
+    return None
+
+
+# libjpeg messages that mean the entropy-coded data is damaged (jerror.h JWRN_* / JERR_*).
+_JPEG_CORRUPTION = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid SOS parameters", "Bogus", "Huffman")
+
+
+def _jpeg_corruption(data: bytes) -> str | None:
+    """Decode a JPEG strictly at 1/8 scale; the libjpeg warning if its data is corrupt, else None.
+
+    Skipped (None) when simplejpeg is not installed or cannot convert this JPEG's colour
+    space (CMYK, ...): OpenCV then decodes it as before.
+    """
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    try:
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_height=1, min_width=1, min_factor=8, strict=True)
+    except ValueError as error:
+        message = str(error)
+        if any(phrase in message for phrase in _JPEG_CORRUPTION):
+            return message
+    return None
 
 
 def _truncation_problem(data: np.ndarray) -> str | None:

@@ -11,16 +11,17 @@ One path for every format (the FORMATS table supplies the writer):
 5. parity against the torch model on held-out synthetic images (ParityError for float
    precisions beyond tolerance), and for int8 the accuracy gate;
 6. metadata.json (sha256 of every file, parity, precision, runtime, versions) is written and
-   the staging folder replaces ``out`` atomically: a failed export never leaves a half
-   artifact where a good one is expected.
+   the staged files are moved into ``out`` (fractalad_edge.outputs): a new folder in one
+   rename; with ``force``, over an export of the same format, only the files its metadata
+   lists are replaced, metadata.json last. A failed or killed export never leaves a half
+   artifact, and never deletes a file it did not write: a training run, a folder of other
+   files or an export of another format is refused before any work.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from fractalad_edge.artifact import (
 )
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
 from fractalad_edge.calibration.thresholds import ThresholdMethod, calibrate_scores
-from fractalad_edge.errors import CalibrationError, ConfigError, ExportError
+from fractalad_edge.errors import CalibrationError, ConfigError, ExportError, FractalADError, OutputExistsError
 from fractalad_edge.export.formats import (
     INT8_WEIGHT_RANGES,
     QUANT_MODES,
@@ -50,6 +51,7 @@ from fractalad_edge.export.formats import (
 )
 from fractalad_edge.export.onnx import MAX_OPSET, MIN_OPSET
 from fractalad_edge.export.parity import RECORDED_ONLY, compare_maps, enforce_parity, format_parity, tolerance_for
+from fractalad_edge.outputs import StagedOutput, check_output_folder, folder_is_empty
 
 RUN_CONFIG_FILENAME = "config.json"  # written by train(); its "data" is the training folder
 
@@ -131,14 +133,19 @@ def export_model(
     out: str | Path,
     options: ExportOptions = ExportOptions(),  # noqa: B008 - frozen, so a shared default is safe
     progress: Callable[[str], None] | None = print,
+    force: bool = False,
 ) -> ArtifactMetadata:
-    """Export a training run to ``format`` in ``out``; return the written metadata."""
+    """Export a training run to ``format`` in ``out``; return the written metadata.
+
+    ``out`` must be new or empty; with ``force`` it may also hold an export of the same
+    format, whose listed files are then replaced (other files there are kept).
+    """
     say = progress or (lambda _message: None)
     spec = check_export_request(parse_format(format), options.precision, options.explicit_options())
     device = options.device or spec.default_device
     _check_device(spec, device)
     run_dir, out = Path(run_dir), Path(out)
-    _check_destination(out, run_dir)
+    previous = _check_destination(out, run_dir, spec.format, force=force)
     run_metadata = read_metadata(run_dir)
     if run_metadata.format is not ModelFormat.TORCH:
         msg = (
@@ -163,34 +170,26 @@ def export_model(
         f"{len(calibration)} calibration + {len(validation)} validation synthetic images from {len(paths)} normals"
     )
     model = _load_model(run_dir, run_metadata)
-    staging = out.parent / f".{out.name}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)  # left by an interrupted export of this same destination
-    staging.mkdir(parents=True)
-    try:
-        with tempfile.TemporaryDirectory(prefix="fractalad-export-") as scratch:
-            job = ExportJob(
-                model=model,
-                input_spec=run_metadata.input,
-                precision=options.precision,
-                opset=options.opset,
-                device=device,
-                directory=staging,
-                scratch=Path(scratch),
-                calibration=calibration,
-                validation=validation,
-                progress=say,
-                int8_weights=options.int8_weights,
-                quant_mode=options.quant_mode,
-                max_drop=options.max_drop,
-            )
-            exported = spec.load_writer()(job)
-            metadata = _check_and_calibrate(spec, exported, job, run_metadata, options, say)
-        write_metadata(staging, metadata)
-        _replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with StagedOutput(out) as staged:
+        job = ExportJob(
+            model=model,
+            input_spec=run_metadata.input,
+            precision=options.precision,
+            opset=options.opset,
+            device=device,
+            directory=staged.files,
+            scratch=staged.scratch,
+            calibration=calibration,
+            validation=validation,
+            progress=say,
+            int8_weights=options.int8_weights,
+            quant_mode=options.quant_mode,
+            max_drop=options.max_drop,
+        )
+        exported = spec.load_writer()(job)
+        metadata = _check_and_calibrate(spec, exported, job, run_metadata, options, say)
+        write_metadata(staged.files, metadata)
+        staged.commit([f.path for f in metadata.files], manifest=METADATA_FILENAME, previous=previous)
     say(f"wrote {out} ({', '.join(f.path for f in metadata.files)}, {METADATA_FILENAME})")
     say(f"next: fractalad-edge predict {out} images/*.png --out preds/")
     return metadata
@@ -336,17 +335,38 @@ def _load_model(run_dir: Path, metadata: ArtifactMetadata):  # noqa: ANN202 - Fr
     return model.eval()
 
 
-def _check_destination(out: Path, run_dir: Path) -> None:
-    """Refuse to write over the run itself or over a folder that is not a model directory."""
-    if out.resolve() == run_dir.resolve():
-        msg = f"--out {out} is the training run itself; choose another folder (e.g. {run_dir}-onnx)"
+def _check_destination(out: Path, run_dir: Path, format: ModelFormat, *, force: bool) -> tuple[str, ...]:  # noqa: A002
+    """Refuse, before any work, every ``out`` whose files export did not write; the files a forced export replaces."""
+    from fractalad_edge.train.checkpoint import CHECKPOINT_FILENAME, CHECKPOINT_STATE
+
+    check_output_folder(out)
+    if out.exists() and out.resolve() == run_dir.resolve():
+        msg = f"--out {out} is the training run itself; choose another folder (e.g. {run_dir}-{format.value})"
         raise ExportError(msg)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / METADATA_FILENAME).is_file())):
+    if not out.exists() or folder_is_empty(out):
+        return ()
+    new_folder = f"choose a new or empty folder (e.g. {out}-{format.value})"
+    if any((out / name).exists() for name in (CHECKPOINT_FILENAME, CHECKPOINT_STATE, RUN_CONFIG_FILENAME)):
+        msg = f"--out {out} is a training run (its weights and checkpoints would be lost); export never writes into it: {new_folder}"
+        raise OutputExistsError(msg)
+    try:
+        existing = read_metadata(out, verify=False)
+    except FractalADError:
+        msg = f"--out {out} is not empty and holds no model exported by fractalad-edge; export never writes into it: {new_folder}"
+        raise OutputExistsError(msg) from None
+    if existing.format is not format:
         msg = (
-            f"--out {out} exists and is not an empty folder or a model directory; refusing to overwrite it. "
-            "Choose a new folder."
+            f"--out {out} holds a {existing.format.value} export; --force replaces only an export of the same format "
+            f"({format.value}): {new_folder}"
         )
-        raise ExportError(msg)
+        raise OutputExistsError(msg)
+    if not force:
+        msg = (
+            f"--out {out} already holds a {format.value} export; pass --force to replace its files "
+            f"({', '.join(f.path for f in existing.files)}, {METADATA_FILENAME}; other files there are kept), or {new_folder}"
+        )
+        raise OutputExistsError(msg)
+    return tuple(f.path for f in existing.files)
 
 
 def _check_device(spec: FormatSpec, device: str) -> None:
@@ -357,12 +377,6 @@ def _check_device(spec: FormatSpec, device: str) -> None:
     if device.split(":")[0].lower() not in devices:
         msg = f"format {spec.format.value!r} is checked on its runtime {spec.runtime!r}, which runs on {', '.join(devices)}; got device {device!r}"
         raise ExportError(msg)
-
-
-def _replace(staging: Path, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)  # an earlier artifact (checked by _check_destination)
-    staging.replace(out)
 
 
 __all__ = ["ExportOptions", "export_model", "write_torch_artifact"]

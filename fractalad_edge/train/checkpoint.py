@@ -1,8 +1,10 @@
 """Checkpoints as safetensors + JSON, never pickle.
 
 ``model.safetensors`` holds the full state dict (teacher included) so a run directory is
-a self-contained ``torch`` artifact. ``checkpoint.safetensors`` + ``checkpoint.json`` add
-the optimizer state and the step for ``--resume``.
+a self-contained ``torch`` artifact. ``checkpoint.safetensors`` adds the optimizer state
+and, in its header, the step and the run's identity for ``--resume``: one file, written
+to a temporary name, fsynced and renamed, so a kill mid-write leaves the previous
+checkpoint whole. ``checkpoint.json`` is a readable copy of that header.
 """
 
 from __future__ import annotations
@@ -12,21 +14,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from fractalad_edge.errors import CheckpointError
+from fractalad_edge.outputs import atomic_replace, atomic_write_text, temporary_sibling
 
 MODEL_FILENAME = "model.safetensors"
 CHECKPOINT_FILENAME = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
+_STATE_KEY = "fractalad_training_state"  # the checkpoint header entry holding the JSON state
+
+
+def _save_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    tmp = temporary_sibling(path)
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        atomic_replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_model(model: torch.nn.Module, path: Path) -> None:
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(path)
+    _save_atomic({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}, path)
 
 
 def load_model_weights(model: torch.nn.Module, path: Path) -> None:
@@ -71,22 +82,34 @@ def save_training_state(
             for name, value in optimizer.state.get(param, {}).items():
                 tensor = value if torch.is_tensor(value) else torch.tensor(value)
                 tensors[f"optim.{group_index}.{param_index}.{name}"] = tensor.detach().to("cpu").contiguous()
-    tmp = directory / (CHECKPOINT_FILENAME + ".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(directory / CHECKPOINT_FILENAME)
-    (directory / CHECKPOINT_STATE).write_text(json.dumps({"step": step, "param_groups": groups, **extra}, indent=2))
+    state = json.dumps({"step": step, "param_groups": groups, **extra}, indent=2)
+    _save_atomic(tensors, directory / CHECKPOINT_FILENAME, metadata={_STATE_KEY: state})
+    atomic_write_text(directory / CHECKPOINT_STATE, state + "\n")
+
+
+def read_training_state(directory: Path) -> dict[str, Any]:
+    """The step, optimizer groups and run identity stored in a checkpoint's header (no tensors read)."""
+    tensor_path = directory / CHECKPOINT_FILENAME
+    if not tensor_path.is_file():
+        msg = f"nothing to resume in {directory}: {CHECKPOINT_FILENAME} is missing"
+        raise CheckpointError(msg)
+    try:
+        with safe_open(str(tensor_path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        if _STATE_KEY in header:
+            return json.loads(header[_STATE_KEY])
+        # Written before the state moved into the header: only the separate JSON file has it.
+        return json.loads((directory / CHECKPOINT_STATE).read_text())
+    except (SafetensorError, OSError, json.JSONDecodeError) as exc:
+        msg = f"cannot read the checkpoint in {directory} ({exc})"
+        raise CheckpointError(msg) from None
 
 
 def load_training_state(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    state_path = directory / CHECKPOINT_STATE
-    tensor_path = directory / CHECKPOINT_FILENAME
-    if not state_path.is_file() or not tensor_path.is_file():
-        msg = f"nothing to resume in {directory}: {CHECKPOINT_FILENAME} and {CHECKPOINT_STATE} are needed"
-        raise CheckpointError(msg)
+    state = read_training_state(directory)
     try:
-        tensors = load_file(str(tensor_path))
-        state = json.loads(state_path.read_text())
-    except (SafetensorError, OSError, json.JSONDecodeError) as exc:
+        tensors = load_file(str(directory / CHECKPOINT_FILENAME))
+    except (SafetensorError, OSError) as exc:
         msg = f"cannot read the checkpoint in {directory} ({exc})"
         raise CheckpointError(msg) from None
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import json
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +16,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from fractalad_edge.artifact import METADATA_FILENAME
 from fractalad_edge.data.datasets import category_name, find_training_images
-from fractalad_edge.errors import CheckpointError, ConfigError
+from fractalad_edge.data.images import check_images
+from fractalad_edge.errors import CheckpointError, ConfigError, OutputExistsError, RunIdentityError
 from fractalad_edge.models.fractalad import FractalAD, build_model
+from fractalad_edge.outputs import atomic_write_text, check_output_folder, folder_is_empty
 from fractalad_edge.train.checkpoint import (
+    CHECKPOINT_FILENAME,
     CHECKPOINT_STATE,
     MODEL_FILENAME,
     load_training_state,
+    read_training_state,
     save_model,
     save_training_state,
 )
@@ -34,6 +40,8 @@ log = logging.getLogger(__name__)
 CONFIG_FILENAME = "config.json"
 LOG_FILENAME = "train_log.jsonl"
 SNAPSHOT_DIR = "snapshots"
+#: Every file a run writes in its folder (plus snapshots/step_*.safetensors): what --force replaces.
+RUN_FILES = (MODEL_FILENAME, METADATA_FILENAME, CONFIG_FILENAME, LOG_FILENAME, CHECKPOINT_FILENAME, CHECKPOINT_STATE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +82,7 @@ def train(
     progress: bool = True,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     snapshot_every: int | None = None,
+    force: bool = False,
 ) -> TrainResult:
     """Train FractalAD on the normal images in ``data`` and write a run directory to ``out``.
 
@@ -81,34 +90,54 @@ def train(
     ``Predictor.load`` and every exporter read, plus config.json, train_log.jsonl and a
     resumable checkpoint. ``snapshot_every`` also keeps the weights every N steps under
     snapshots/, so one run answers "how good is it after k steps" for several budgets.
+
+    ``out`` must be new or empty. ``resume`` continues the run in ``out`` only if its
+    checkpoint's identity (a hash of the options and training images) matches; ``force``
+    replaces a training run there (only the files a run writes, RUN_FILES; others stay).
+    Everything is checked before ``out`` is touched.
     """
     data, out = Path(data), Path(out)
     paths = find_training_images(data)
-    category = category or category_name(data)
-    out.mkdir(parents=True, exist_ok=True)
-    config_path = out / CONFIG_FILENAME
-    if resume:
-        if not config_path.is_file() or not (out / CHECKPOINT_STATE).is_file():
-            msg = f"--resume: {out} holds no checkpoint to resume from; start without --resume"
-            raise CheckpointError(msg)
-        saved = TrainConfig.from_dict(json.loads(config_path.read_text())["train"])
-        # A constant learning rate lets a schedule be extended or shortened on resume (a cosine
-        # one is tied to its length), and the image-score reduction is post-processing; every
-        # other option must match or the resumed run would not be the run it claims to be.
-        if saved.lr_schedule != "constant" and saved.steps != config.steps:
-            msg = (
-                f"--resume: the interrupted run's {saved.lr_schedule} learning-rate schedule is tied to its "
-                f"{saved.steps} steps; resume with --steps {saved.steps}, or train a new run"
-            )
-            raise CheckpointError(msg)
-        if dataclasses.replace(saved, steps=config.steps, score=config.score) != config:
-            msg = (
-                f"--resume: the options differ from the interrupted run's {config_path} (only --steps and --score may change); "
-                "resume with the same options"
-            )
-            raise CheckpointError(msg)
-
+    check_images(paths)  # a bad file is refused now, not after hours of training
     device = resolve_device(config.device)
+    category = category or category_name(data)
+    options = run_options(config, paths)
+    if resume:
+        run = _check_resume(out, config, options)
+    else:
+        _check_new_run_folder(out, force=force)
+        run = {"id": uuid.uuid4().hex, "options_sha256": options_digest(options), "options": options}
+    run = {**run, "steps": config.steps}
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train_in(
+            config, data, out, paths, run, device=device, resume=resume, backbone_weights=backbone_weights,
+            category=category, progress=progress, on_step=on_step, snapshot_every=snapshot_every,
+        )
+    except BaseException:
+        if not resume and not (out / CHECKPOINT_FILENAME).exists():
+            _remove_run_files(out)  # failed before its first checkpoint: nothing to resume, nothing kept
+            if created and folder_is_empty(out):
+                out.rmdir()
+        raise
+
+
+def _train_in(
+    config: TrainConfig,
+    data: Path,
+    out: Path,
+    paths: list[Path],
+    run: dict,
+    *,
+    device: torch.device,
+    resume: bool,
+    backbone_weights: str | Path | None,
+    category: str,
+    progress: bool,
+    on_step: Callable[[int, dict[str, float]], None] | None,
+    snapshot_every: int | None,
+) -> TrainResult:
     if device.type == "cpu":
         # Denormal floats (common in freshly initialised students) are 5-10x slower on x86 CPUs.
         torch.set_flush_denormal(True)
@@ -130,8 +159,12 @@ def train(
             raise CheckpointError(msg)
         log.info("resuming %s at step %d", out, start_step)
         _truncate_log(out / LOG_FILENAME, start_step)  # steps after the checkpoint are redone
-    config_path.write_text(
-        json.dumps({"train": config.to_dict(), "data": str(data), "category": category, "num_images": len(paths)}, indent=2)
+    atomic_write_text(
+        out / CONFIG_FILENAME,
+        json.dumps(
+            {"train": config.to_dict(), "data": str(data), "category": category, "num_images": len(paths), "run_id": run["id"]},
+            indent=2,
+        ),
     )
 
     dataset = FractalAnomalyDataset(
@@ -197,7 +230,7 @@ def train(
                 save_model(model, out / SNAPSHOT_DIR / f"step_{step:06d}.safetensors")
             if step % config.checkpoint_every == 0 or step == config.steps:
                 log_file.flush()
-                save_training_state(out, model, optimizer, step=step, extra={"category": category})
+                save_training_state(out, model, optimizer, step=step, extra={"category": category, "run": run})
     elapsed = time.perf_counter() - started
     if bar is not None:
         bar.close()
@@ -217,10 +250,119 @@ def train(
     )
 
 
+def run_options(config: TrainConfig, paths: list[Path]) -> dict:
+    """What makes a run this run: every option but --steps and --score, and the training images.
+
+    A constant learning rate lets a schedule be extended or shortened on resume (a cosine one
+    is checked separately), and the image-score reduction is post-processing; any other
+    change would make the resumed run not the run it claims to be.
+    """
+    options = config.to_dict()
+    del options["steps"], options["score"]
+    images = hashlib.sha256(json.dumps([[p.name, p.stat().st_size] for p in paths]).encode())
+    return {**options, "images": f"{len(paths)} files, sha256 {images.hexdigest()[:16]}"}
+
+
+def options_digest(options: dict) -> str:
+    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()
+
+
+def _flatten(options: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in options.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_resume(out: Path, config: TrainConfig, options: dict) -> dict:
+    """The identity of the run in ``out`` if ``options`` continue it; a typed error naming both otherwise."""
+    check_output_folder(out)
+    if not (out / CHECKPOINT_FILENAME).is_file():
+        msg = f"--resume: {out} holds no checkpoint to resume from; start without --resume"
+        raise CheckpointError(msg)
+    run = read_training_state(out).get("run")
+    if not isinstance(run, dict) or "options_sha256" not in run:
+        msg = (
+            f"--resume: the checkpoint in {out} carries no run identity (written by an older fractalad-edge), so "
+            "nothing shows it was trained with these options; train a new run in a new folder"
+        )
+        raise RunIdentityError(msg)
+    digest = options_digest(options)
+    if run["options_sha256"] != digest:
+        saved, given = _flatten(run.get("options", {})), _flatten(options)
+        differ = [f"{k}: {saved.get(k)!r} -> {given.get(k)!r}" for k in sorted(set(saved) | set(given)) if saved.get(k) != given.get(k)]
+        msg = (
+            f"--resume: the options differ from those of the run whose checkpoint is in {out}: run {run.get('id', '?')[:12]} "
+            f"(options {run['options_sha256'][:12]}) vs the options given ({digest[:12]}); "
+            f"{'; '.join(differ[:4]) or 'see config.json'}. Only --steps and --score may change: resume with that "
+            "run's options, or train a new run in a new folder"
+        )
+        raise RunIdentityError(msg)
+    if config.lr_schedule != "constant" and run.get("steps") != config.steps:
+        msg = (
+            f"--resume: the interrupted run's {config.lr_schedule} learning-rate schedule is tied to its "
+            f"{run.get('steps')} steps; resume with --steps {run.get('steps')}, or train a new run"
+        )
+        raise CheckpointError(msg)
+    return {key: run[key] for key in ("id", "options_sha256", "options") if key in run}
+
+
+def _is_training_run(folder: Path) -> bool:
+    if any((folder / name).is_file() for name in (CHECKPOINT_FILENAME, CHECKPOINT_STATE, LOG_FILENAME)):
+        return True
+    try:
+        return "train" in json.loads((folder / CONFIG_FILENAME).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _check_new_run_folder(out: Path, *, force: bool) -> None:
+    check_output_folder(out)
+    if not out.exists() or folder_is_empty(out):
+        return
+    if not _is_training_run(out):
+        msg = (
+            f"--out {out} is not empty and is not a training run; train never writes into a folder of other files. "
+            "Choose a new or empty folder"
+        )
+        raise OutputExistsError(msg)
+    if force:
+        _remove_run_files(out)
+        return
+    if (out / METADATA_FILENAME).is_file():
+        state = "a finished training run"
+    elif (out / CHECKPOINT_FILENAME).is_file():
+        state = f"an interrupted training run (checkpoint at step {read_training_state(out).get('step', '?')})"
+    else:
+        state = "a training run stopped before its first checkpoint"
+    msg = (
+        f"--out {out} holds {state}; continue it with --resume (same options), replace it with --force "
+        f"(only its files: {', '.join(RUN_FILES)}, {SNAPSHOT_DIR}/), or choose a new folder"
+    )
+    raise OutputExistsError(msg)
+
+
+def _remove_run_files(out: Path) -> None:
+    """Delete what a training run wrote in ``out``, nothing else."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+        for leftover in out.glob(f".{name}.*.tmp"):  # a write interrupted by a kill
+            leftover.unlink(missing_ok=True)
+    snapshots = out / SNAPSHOT_DIR
+    if snapshots.is_dir() and not snapshots.is_symlink():
+        for snapshot in snapshots.glob("step_*.safetensors"):
+            snapshot.unlink()
+        if folder_is_empty(snapshots):
+            snapshots.rmdir()
+
+
 def _truncate_log(path: Path, step: int) -> None:
     if path.is_file():
         kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in kept))
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _progress_bar(*, total: int, initial: int, enabled: bool):  # noqa: ANN202 - tqdm type is optional
