@@ -24,7 +24,6 @@ from fractalad_edge.quantize import DEFAULT_KEEP_FLOAT, FloatRegion, float_regio
 SIZE = 64
 has_openvino = importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("nncf") is not None
 has_onnxruntime = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
-has_tensorrt = importlib.util.find_spec("tensorrt") is not None
 needs_openvino = pytest.mark.skipif(not has_openvino, reason="needs openvino and nncf")
 needs_onnxruntime = pytest.mark.skipif(not has_onnxruntime, reason="needs onnx and onnxruntime")
 

@@ -181,5 +181,5 @@ class TensorRTBackend(Backend):
             "runtime": self.name,
             "device": f"{self.device} ({self.engine_info.gpu_name}, sm{self.engine_info.compute_capability})",
             "tensorrt": self.version,
-            "buffers": self.memory.kind,
+            "buffers": f"{self.memory.kind}, pinned host",
         }
