@@ -20,6 +20,8 @@ engine's own outputs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fractalad_edge.artifact import Precision
 from fractalad_edge.export.formats import ExportedModel, ExportJob, missing_modules
 from fractalad_edge.export.onnx import ONNX_FILENAME, export_onnx
@@ -60,7 +62,7 @@ def write_tensorrt_artifact(job: ExportJob) -> ExportedModel:
 
 
 def _write_engine(
-    job: ExportJob, onnx_path, quantization: tuple[str, str] | None, float_layers: tuple[str, ...]  # noqa: ANN001
+    job: ExportJob, onnx_path: Path, quantization: tuple[str, str] | None, float_layers: tuple[str, ...]
 ) -> ExportedModel:
     from fractalad_edge.export.tensorrt_engine import build_serialized_engine
     from fractalad_edge.quantize import in_teacher_stem
