@@ -201,11 +201,17 @@ class QuantizationReport:
 
 @dataclass(frozen=True, kw_only=True)
 class EngineInfo:
-    """What a TensorRT engine was built by; engines do not move between versions or GPUs."""
+    """What a TensorRT engine was built by; engines do not move between versions or GPUs.
+
+    Jetson Orin modules all report sm87 and may share a name, so the SM count and the
+    total memory are recorded too (0: not recorded, artifacts written before they were).
+    """
 
     tensorrt_version: str
     gpu_name: str
     compute_capability: str
+    multiprocessor_count: int = 0
+    total_memory_bytes: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

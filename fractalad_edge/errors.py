@@ -77,6 +77,10 @@ class EngineMismatchError(RuntimeMismatchError):
     """A TensorRT engine was built by another TensorRT version or GPU."""
 
 
+class CudaError(FractalADError, RuntimeError):
+    """A CUDA call failed (device missing, out of memory, copy failed); the message names the call."""
+
+
 class ExportError(FractalADError, RuntimeError):
     """Export to a format failed, or an option is not accepted by that format."""
 

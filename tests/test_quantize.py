@@ -24,7 +24,6 @@ from fractalad_edge.quantize import DEFAULT_KEEP_FLOAT, FloatRegion, float_regio
 SIZE = 64
 has_openvino = importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("nncf") is not None
 has_onnxruntime = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
-has_tensorrt = importlib.util.find_spec("tensorrt") is not None
 needs_openvino = pytest.mark.skipif(not has_openvino, reason="needs openvino and nncf")
 needs_onnxruntime = pytest.mark.skipif(not has_onnxruntime, reason="needs onnx and onnxruntime")
 
@@ -95,74 +94,6 @@ def test_mask_at_resizes_nearest() -> None:
     resized = mask_at(mask, 16, 16)
     assert resized.dtype == bool and resized.shape == (16, 16)
     assert resized[:8].all() and not resized[8:].any()
-
-
-def test_calibration_batches_follow_the_set(sets: tuple[CalibrationSet, CalibrationSet], tiny_run: Path) -> None:
-    from fractalad_edge.artifact import read_metadata
-    from fractalad_edge.quantize.tensorrt import calibration_batches
-
-    spec = read_metadata(tiny_run).input
-    calibration = sets[0]
-    batches = calibration_batches(calibration, spec, 3)
-    assert len(batches) == 2  # 8 samples -> two full batches of 3, the rest dropped
-    assert all(b.shape == (3, 3, SIZE, SIZE) and b.flags.c_contiguous and b.dtype == np.float32 for b in batches)
-    np.testing.assert_array_equal(batches[1][0], model_input(calibration[3], spec)[0])
-    with pytest.raises(CalibrationError, match="fewer than one batch"):
-        calibration_batches(calibration, spec, 9)
-    with pytest.raises(ConfigError):
-        calibration_batches(calibration, spec, 0)
-
-
-@pytest.mark.skipif(has_tensorrt, reason="checks the message where TensorRT is missing")
-def test_tensorrt_calibrator_names_the_extra_when_tensorrt_is_missing() -> None:
-    from fractalad_edge.errors import RuntimeNotAvailableError
-
-    with pytest.raises(RuntimeNotAvailableError, match=r"fractalad-edge\[tensorrt\]"):
-        from fractalad_edge.quantize.tensorrt import EntropyCalibrator  # noqa: F401
-
-
-@pytest.mark.tensorrt
-@pytest.mark.skipif(not has_tensorrt, reason="needs TensorRT")
-def test_tensorrt_pins_the_teacher_stem_to_fp16(onnx_artifact) -> None:  # noqa: ANN001
-    import tensorrt as trt
-
-    from fractalad_edge.quantize import in_teacher_stem
-    from fractalad_edge.runtimes.tensorrt import _pin_fp16
-
-    logger = trt.Logger(trt.Logger.ERROR)
-    explicit_batch = 0 if int(trt.__version__.split(".")[0]) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = trt.Builder(logger).create_network(explicit_batch)
-    assert trt.OnnxParser(network, logger).parse((onnx_artifact.path / "model.onnx").read_bytes())
-    assert _pin_fp16(trt, network, lambda name, shape: in_teacher_stem(name, shape, SIZE)) > 0
-    layers = [network.get_layer(i) for i in range(network.num_layers)]
-    pinned = [layer.name for layer in layers if layer.precision_is_set]
-    assert pinned and all(name.startswith("/teacher/") for name in pinned)
-    assert not any(layer.precision_is_set for layer in layers if layer.name.startswith("/student/"))
-
-
-@pytest.mark.tensorrt
-@pytest.mark.gpu
-@pytest.mark.skipif(not has_tensorrt, reason="needs TensorRT")
-def test_tensorrt_entropy_calibrator_feeds_batches_and_caches(
-    sets: tuple[CalibrationSet, CalibrationSet], tiny_run: Path, tmp_path: Path
-) -> None:
-    import tensorrt as trt
-
-    from fractalad_edge.artifact import read_metadata
-    from fractalad_edge.quantize.tensorrt import EntropyCalibrator
-
-    calibrator = EntropyCalibrator(sets[0], read_metadata(tiny_run).input, tmp_path / "int8.cache", batch_size=2)
-    try:
-        assert isinstance(calibrator, trt.IInt8EntropyCalibrator2)
-        assert calibrator.get_batch_size() == 2
-        pointers = [calibrator.get_batch(["image"]) for _ in range(4)]
-        assert all(p is not None and len(p) == 1 and p[0] != 0 for p in pointers)
-        assert calibrator.get_batch(["image"]) is None  # 8 samples = 4 batches of 2
-        assert calibrator.read_calibration_cache() is None
-        calibrator.write_calibration_cache(b"TRT-cache")
-        assert calibrator.read_calibration_cache() == b"TRT-cache"
-    finally:
-        calibrator.close()
 
 
 # -- OpenVINO / NNCF ------------------------------------------------------------------------------------

@@ -287,7 +287,7 @@ ORIN = EngineInfo(tensorrt_version="8.6.2", gpu_name="Orin", compute_capability=
 
 
 def test_engine_built_elsewhere_is_an_engine_mismatch() -> None:
-    from fractalad_edge.runtimes.tensorrt import check_engine_compatible
+    from fractalad_edge.runtimes.tensorrt_compat import check_engine_compatible
 
     check_engine_compatible(ORIN, dataclasses.replace(ORIN), source="model.engine")  # same: fine
     with pytest.raises(EngineMismatchError, match=r"TensorRT 8\.6\.2 \(this machine: 10\.3\.0\)"):
@@ -299,10 +299,10 @@ def test_engine_built_elsewhere_is_an_engine_mismatch() -> None:
 
 
 def test_engine_cache_names_are_keyed_by_model_version_gpu_and_precision() -> None:
-    from fractalad_edge.runtimes.tensorrt import engine_cache_name
+    from fractalad_edge.runtimes.tensorrt_compat import engine_cache_name
 
     name = engine_cache_name(ORIN, onnx_sha256="ab" * 32, precision=Precision.FP16)
-    assert name == "model.abababababab.trt8.6.2.orin.sm87.fp16.engine"
+    assert name == "model.abababababab.trt8.6.2.orin.sm87-0sm-0gib.fp16.engine"  # SMs, memory: not recorded
     others = {
         engine_cache_name(ORIN, onnx_sha256="cd" * 32, precision=Precision.FP16),
         engine_cache_name(dataclasses.replace(ORIN, tensorrt_version="10.3.0"), onnx_sha256="ab" * 32, precision=Precision.FP16),

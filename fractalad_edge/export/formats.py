@@ -151,9 +151,9 @@ FORMATS: Mapping[ModelFormat, FormatSpec] = MappingProxyType(
                 options=_CALIBRATION_OPTIONS + _GATE_OPTIONS + _GRAPH_OPTIONS,
                 runtime="tensorrt",
                 requires=("torch", "onnx", "onnxscript"),
-                # int8 engines are calibrated at export, so int8 needs TensorRT here; fp32/fp16
-                # without TensorRT are checked on the ONNX with onnxruntime and built at first load
-                precision_requires={Precision.INT8: ("tensorrt",)},
+                # int8 is a symmetric Q/DQ ONNX made with onnxruntime's quantizer (no TensorRT needed);
+                # without TensorRT the ONNX is checked with onnxruntime and built at first load
+                precision_requires={Precision.INT8: ("onnxruntime",)},
                 requires_any=("tensorrt", "onnxruntime"),
                 default_device="cuda",
                 writer="fractalad_edge.export.tensorrt:write_tensorrt_artifact",

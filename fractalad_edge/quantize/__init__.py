@@ -1,7 +1,7 @@
 """INT8 quantization calibrated on real normal images with synthetic fractal anomalies.
 
 One module per toolchain (NNCF for OpenVINO, onnxruntime's static QDQ quantizer, a
-TensorRT entropy calibrator) fed by the same :class:`~fractalad_edge.calibration.dataset.CalibrationSet`,
+symmetric Q/DQ graph for TensorRT) fed by the same :class:`~fractalad_edge.calibration.dataset.CalibrationSet`,
 and one accuracy gate (:func:`~fractalad_edge.quantize.gate.accuracy_gate`) that compares
 the quantized model with the float one on held-out synthetic anomalies.
 
@@ -116,8 +116,7 @@ def mask_at(mask: np.ndarray, height: int, width: int) -> np.ndarray:
 _LAZY = {
     "quantize_openvino_model": "fractalad_edge.quantize.openvino",
     "quantize_onnx_model": "fractalad_edge.quantize.onnxruntime",
-    "make_entropy_calibrator": "fractalad_edge.quantize.tensorrt",
-    "EntropyCalibrator": "fractalad_edge.quantize.tensorrt",
+    "quantize_for_tensorrt": "fractalad_edge.quantize.tensorrt",
     "accuracy_gate": "fractalad_edge.quantize.gate",
     "AccuracyComparison": "fractalad_edge.quantize.gate",
 }
@@ -139,8 +138,8 @@ __all__ = [
     "float_regions",
     "in_teacher_stem",
     "mask_at",
-    "make_entropy_calibrator",
     "model_input",
+    "quantize_for_tensorrt",
     "quantize_onnx_model",
     "quantize_openvino_model",
 ]

@@ -173,9 +173,12 @@ def quantize_onnx_model(
     calibrate_method: str = "entropy",
     keep_float: Sequence[str | FloatRegion] = DEFAULT_KEEP_FLOAT,
     reduce_range: bool = True,
+    symmetric: bool = False,
 ) -> tuple[str, ...]:
     """Write an INT8 QDQ copy of ``fp32_path`` to ``out_path``, calibrated on ``calibration``.
 
+    ``symmetric=True`` writes what TensorRT's ONNX parser accepts: signed INT8 activations
+    and weights, every zero point 0, full 8-bit range (see quantize/tensorrt.py).
     Returns the names of the nodes left in float, as named in the quantized graph.
     """
     onnx = require("onnx", "export")
@@ -216,8 +219,8 @@ def quantize_onnx_model(
                 reader,
                 quant_format=quantization.QuantFormat.QDQ,
                 per_channel=True,
-                reduce_range=reduce_range,
-                activation_type=quantization.QuantType.QUInt8,
+                reduce_range=reduce_range and not symmetric,
+                activation_type=quantization.QuantType.QInt8 if symmetric else quantization.QuantType.QUInt8,
                 weight_type=quantization.QuantType.QInt8,
                 calibrate_method=method,
                 nodes_to_exclude=excluded,
@@ -227,6 +230,11 @@ def quantize_onnx_model(
                     # INT8 range clips instead); a float region reading that tensor would then see
                     # pre-activation values. onnxruntime fuses them back at session creation.
                     "QDQKeepRemovableActivations": bool(excluded),
+                    # symmetric: zero points 0 for activations and weights (TensorRT's rule)
+                    "ActivationSymmetric": symmetric,
+                    "WeightSymmetric": True,
+                    # TensorRT reads Conv biases as float; an int32 bias DequantizeLinear is not for it
+                    "QuantizeBias": not symmetric,
                 },
             )
         except Exception as exc:

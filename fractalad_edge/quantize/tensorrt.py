@@ -1,196 +1,128 @@
-"""TensorRT INT8 calibration (implicit quantization) fed by the same calibration set as every toolchain.
+"""TensorRT INT8 by explicit quantization: a symmetric Q/DQ ONNX made and judged on the training machine.
 
-TensorRT INT8 is symmetric (scale only, no zero point), so the entropy calibrator
-(``IInt8EntropyCalibrator2``, TensorRT's recommended one for CNNs) picks each activation's
-clipping threshold by minimising the KL divergence between the float and INT8 histograms.
-The scales are written to a cache file, so rebuilding an engine on the same device (or
-another engine for the same model) does not calibrate again; delete the cache when the
-model or the calibration recipe changes.
+TensorRT's ONNX parser reads INT8 only as explicit quantization: QuantizeLinear /
+DequantizeLinear pairs with signed int8 zero points equal to 0 (TensorRT quantization is
+symmetric, scale only), per-tensor scales for activations and per-channel scales for
+weights on the output-channel axis (axis 0 of a Conv weight). This module writes such a
+graph with onnxruntime's static quantizer (``quantize_static`` in QDQ format,
+``QuantType.QInt8`` for activations and weights, ``per_channel``, ``reduce_range`` off,
+``extra_options`` ActivationSymmetric / WeightSymmetric), calibrated on the same synthetic
+calibration set as every toolchain and with the same float regions
+(:data:`~fractalad_edge.quantize.DEFAULT_KEEP_FLOAT`), and checks the result against the
+rules above (:func:`check_tensorrt_qdq`). The export then judges it with onnxruntime CPU
+through the usual accuracy gate, so the INT8 model is validated before it leaves the
+training machine; the device builds the engine from it with no calibration data.
 
-TensorRT cannot be installed on every build machine, so it is imported only when the
-calibrator is first used: ``from fractalad_edge.quantize.tensorrt import EntropyCalibrator``
-resolves the class lazily (it subclasses ``trt.IInt8EntropyCalibrator2`` and so exists only
-once TensorRT is imported). Device memory comes from cuda-python (``cuda.bindings.runtime``,
-or the older ``cuda.cudart``), the package TensorRT's own samples use, or else from a torch
-CUDA tensor (an export machine has torch anyway).
+Why onnxruntime's quantizer and not NVIDIA Model Optimizer (``nvidia-modelopt``): the
+project already calibrates its onnxruntime INT8 path with it (one reader, one float-region
+finder, the same entropy calibration), it runs on a CPU-only training machine, and it is a
+dependency of the ``onnxruntime`` extra already; modelopt's ONNX PTQ would add a package with
+heavy optional GPU extras for the same symmetric Q/DQ output. See docs/JETSON.md.
 
-Using it with a builder (TensorRT 8.6 / 10.x)::
-
-    calibrator = EntropyCalibrator(calibration, input_spec, cache_path)  # batch 1: the static ONNX graph
-    config.set_flag(trt.BuilderFlag.INT8)
-    config.int8_calibrator = calibrator
-    # a dynamic-batch network also needs a calibration profile at calibrator.batch_size:
-    # profile.set_shape(name, shape, shape, shape); config.set_calibration_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    calibrator.close()  # frees the device buffer
-
-TensorRT 10.1 deprecates implicit-quantization calibrators in favour of explicit Q/DQ
-graphs; they still build in 10.x.
+Why not TensorRT's implicit calibrators (``IInt8EntropyCalibrator2``): deprecated in
+TensorRT 10.1 (superseded by explicit quantization) and absent from TensorRT 11; they also
+need TensorRT, a GPU and the calibration images on the device, and the pybind wrapper turns
+an exception raised in ``get_batch`` into "no more data", so a failing upload calibrated on
+fewer batches silently. Explicit Q/DQ is read by every TensorRT this SDK supports (8.6 on).
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fractalad_edge.artifact import InputSpec
-from fractalad_edge.errors import CalibrationError, ConfigError, QuantizationError, RuntimeNotAvailableError
-from fractalad_edge.preprocess import prepare_batch
+from fractalad_edge.errors import QuantizationError
+from fractalad_edge.quantize import DEFAULT_KEEP_FLOAT, FloatRegion
 from fractalad_edge.runtimes.base import require
 
 if TYPE_CHECKING:
+    import onnx
+
     from fractalad_edge.calibration.dataset import CalibrationSet
 
+#: what the artifact records as the INT8 recipe of a TensorRT export
+QUANTIZATION_MODE = "explicit q/dq, symmetric int8 (onnxruntime qdq-static)"
 
-def calibration_batches(calibration: CalibrationSet, input_spec: InputSpec, batch_size: int) -> list[np.ndarray]:
-    """The calibration set as contiguous float32 (batch_size, 3, H, W) batches, pre-processed like production frames.
+#: ops whose second input is a weight quantized per output channel (axis 0)
+_WEIGHTED_OPS = {"Conv": 0, "ConvTranspose": 1}
 
-    A last incomplete batch is dropped: TensorRT needs every batch at the calibration shape.
+
+def quantize_for_tensorrt(
+    fp32_path: Path,
+    out_path: Path,
+    calibration: CalibrationSet,
+    input_spec: InputSpec,
+    *,
+    keep_float: Sequence[str | FloatRegion] = DEFAULT_KEEP_FLOAT,
+) -> tuple[str, ...]:
+    """Write the TensorRT-bound symmetric INT8 Q/DQ copy of ``fp32_path``; return the float nodes.
+
+    Raises QuantizationError when the result breaks a rule of TensorRT's ONNX parser.
     """
-    if batch_size < 1:
-        msg = f"calibration batch_size must be >= 1, got {batch_size}"
-        raise ConfigError(msg)
-    if len(calibration) < batch_size:
-        msg = (
-            f"the calibration set has {len(calibration)} samples, fewer than one batch of {batch_size}; "
-            "raise --calib-count or lower the calibration batch size"
-        )
-        raise CalibrationError(msg)
-    usable = len(calibration) - len(calibration) % batch_size
-    return [
-        np.ascontiguousarray(
-            prepare_batch([s.image for s in calibration[i : i + batch_size]], input_spec, channel_order="rgb")[0],
-            dtype=np.float32,
-        )
-        for i in range(0, usable, batch_size)
-    ]
+    from fractalad_edge.quantize.onnxruntime import quantize_onnx_model
+
+    float_layers = quantize_onnx_model(
+        Path(fp32_path), Path(out_path), calibration, input_spec, keep_float=keep_float, symmetric=True
+    )
+    onnx = require("onnx", "export")
+    problems = check_tensorrt_qdq(onnx.load(str(out_path)))
+    if problems:
+        msg = f"{out_path} is not a Q/DQ graph TensorRT accepts: " + "; ".join(problems[:5])
+        raise QuantizationError(msg)
+    return float_layers
 
 
-class _DeviceBuffer:
-    """One device allocation that host batches are copied into (cuda-python, else torch)."""
+def check_tensorrt_qdq(model: onnx.ModelProto) -> list[str]:
+    """Every way ``model`` breaks TensorRT's explicit-quantization rules (empty when it follows them).
 
-    def __init__(self, nbytes: int) -> None:
-        self.nbytes = nbytes
-        self._cudart = _cudart()
-        self._tensor: Any = None
-        if self._cudart is not None:
-            self.pointer = int(self._check(self._cudart.cudaMalloc(nbytes), "cudaMalloc"))
-            return
-        try:
-            torch = importlib.import_module("torch")
-        except ImportError:
-            torch = None
-        if torch is None or not torch.cuda.is_available():
-            msg = (
-                "TensorRT INT8 calibration needs device memory from cuda-python (pip install cuda-python) or a CUDA "
-                "build of torch; neither is available here"
-            )
-            raise RuntimeNotAvailableError(msg)
-        self._tensor = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
-        self.pointer = int(self._tensor.data_ptr())
+    Rules: each QuantizeLinear / DequantizeLinear has a float32 scale > 0 and an int8
+    zero point equal to 0 (signed, symmetric); activations are quantized per tensor;
+    a weight that feeds a Conv (through its DequantizeLinear) is quantized per output
+    channel, on axis 0 (ConvTranspose: axis 1). A graph without any Q/DQ node breaks the
+    rule "is INT8" and is reported too.
+    """
+    onnx = require("onnx", "export")
+    from onnx import numpy_helper
 
-    def _check(self, result: Any, what: str) -> Any:
-        """cuda-python returns (error, *values); raise on anything but success."""
-        error, *values = result if isinstance(result, tuple) else (result,)
-        if error != self._cudart.cudaError_t.cudaSuccess:
-            msg = f"CUDA call {what} failed during TensorRT calibration: {error}"
-            raise QuantizationError(msg)
-        return values[0] if len(values) == 1 else None
-
-    def upload(self, batch: np.ndarray) -> None:
-        if batch.nbytes != self.nbytes:
-            msg = f"calibration batch of {batch.nbytes} bytes does not fit the {self.nbytes}-byte device buffer"
-            raise QuantizationError(msg)
-        if self._cudart is not None:
-            kind = self._cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-            self._check(self._cudart.cudaMemcpy(self.pointer, batch.ctypes.data, batch.nbytes, kind), "cudaMemcpy")
-        else:
-            import torch
-
-            self._tensor.copy_(torch.from_numpy(batch.view(np.uint8).reshape(-1)))
-            torch.cuda.synchronize()
-
-    def free(self) -> None:
-        if self._cudart is not None and self.pointer:
-            self._check(self._cudart.cudaFree(self.pointer), "cudaFree")
-        self._tensor = None
-        self.pointer = 0
-
-
-def _cudart() -> Any:
-    """cuda-python's runtime API module (new and old import paths), or None."""
-    for name in ("cuda.bindings.runtime", "cuda.cudart"):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
+    initializers = {i.name: i for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    if not qdq:
+        return ["no QuantizeLinear/DequantizeLinear node: the graph is not quantized"]
+    weight_axis = {}  # DequantizeLinear output feeding a weight input -> required axis
+    for node in model.graph.node:
+        if node.op_type in _WEIGHTED_OPS and len(node.input) > 1:
+            weight_axis[node.input[1]] = _WEIGHTED_OPS[node.op_type]
+    problems: list[str] = []
+    for node in qdq:
+        where = f"{node.op_type} {node.name or node.output[0]!r}"
+        if len(node.input) < 3 or node.input[2] not in initializers:
+            problems.append(f"{where} has no constant zero point (TensorRT needs an explicit int8 zero point of 0)")
             continue
-    return None
+        zero = initializers[node.input[2]]
+        if zero.data_type != onnx.TensorProto.INT8:
+            problems.append(f"{where} zero point is {onnx.TensorProto.DataType.Name(zero.data_type)}, not signed INT8")
+        if np.any(numpy_helper.to_array(zero) != 0):
+            problems.append(f"{where} zero point is not 0 (asymmetric); TensorRT quantization is symmetric")
+        scale = initializers.get(node.input[1])
+        if scale is None or scale.data_type != onnx.TensorProto.FLOAT:
+            problems.append(f"{where} scale is not a float32 constant")
+            continue
+        scales = numpy_helper.to_array(scale)
+        if np.any(~np.isfinite(scales)) or np.any(scales <= 0):
+            problems.append(f"{where} has a scale that is not finite and > 0")
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        is_weight = node.op_type == "DequantizeLinear" and node.output[0] in weight_axis
+        if is_weight and scales.ndim != 1:
+            problems.append(f"{where} quantizes a Conv weight per tensor; per output channel is required")
+        elif is_weight and axis != weight_axis[node.output[0]]:
+            problems.append(f"{where} quantizes a Conv weight on axis {axis}, not the output-channel axis")
+        elif not is_weight and node.input[0] not in initializers and scales.ndim != 0:
+            problems.append(f"{where} quantizes an activation per channel; TensorRT activations are per tensor")
+    return problems
 
 
-@functools.cache
-def _entropy_calibrator_class() -> type:
-    trt = require("tensorrt", "tensorrt")
-
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
-        """Feeds pre-processed calibration batches to TensorRT through one device buffer.
-
-        ``batch_size`` must equal the network's input batch (1 for the static ONNX graph
-        this SDK exports). Scales are read from / written to ``cache_path``.
-        """
-
-        def __init__(
-            self, calibration: CalibrationSet, input_spec: InputSpec, cache_path: str | Path, *, batch_size: int = 1
-        ) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)  # pybind11 needs the explicit base init
-            self.batch_size = batch_size
-            self.cache_path = Path(cache_path)
-            self._batches = calibration_batches(calibration, input_spec, batch_size)
-            self._index = 0
-            self._buffer: _DeviceBuffer | None = _DeviceBuffer(self._batches[0].nbytes)
-
-        def get_batch_size(self) -> int:
-            return self.batch_size
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            if self._index >= len(self._batches) or self._buffer is None:
-                return None  # no more data: TensorRT computes the scales
-            self._buffer.upload(self._batches[self._index])
-            self._index += 1
-            return [self._buffer.pointer]  # the model has one input
-
-        def read_calibration_cache(self) -> bytes | None:
-            return self.cache_path.read_bytes() if self.cache_path.is_file() else None
-
-        def write_calibration_cache(self, cache: Any) -> None:
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            self.cache_path.write_bytes(bytes(cache))
-
-        def close(self) -> None:
-            if self._buffer is not None:
-                self._buffer.free()
-                self._buffer = None
-
-    return EntropyCalibrator
-
-
-def make_entropy_calibrator(
-    calibration: CalibrationSet, input_spec: InputSpec, cache_path: str | Path, *, batch_size: int = 1
-) -> Any:
-    """An ``EntropyCalibrator`` (a ``trt.IInt8EntropyCalibrator2``) over ``calibration``."""
-    return _entropy_calibrator_class()(calibration, input_spec, cache_path, batch_size=batch_size)
-
-
-def __getattr__(name: str) -> Any:
-    # ``from fractalad_edge.quantize.tensorrt import EntropyCalibrator`` imports TensorRT here, not at module import.
-    if name == "EntropyCalibrator":
-        return _entropy_calibrator_class()
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-# EntropyCalibrator is left out of __all__: a star import must not import TensorRT.
-__all__ = ["calibration_batches", "make_entropy_calibrator"]
+__all__ = ["QUANTIZATION_MODE", "check_tensorrt_qdq", "quantize_for_tensorrt"]
