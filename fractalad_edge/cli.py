@@ -103,7 +103,7 @@ def train(
     backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (weights ship with pip) or resnet18."),
     backbone_weights: Optional[Path] = typer.Option(None, help="ImageNet weights file (needed for resnet18)."),
     input_size: int = typer.Option(256, help="Square input side, multiple of 32."),
-    head_channels: int = typer.Option(32, help="Segmentation head width C (see docs/RESULTS.md for 32 vs 64)."),
+    head_channels: int = typer.Option(32, help="Segmentation head width C (docs/experiments/head-width.md)."),
     kd: Optional[bool] = typer.Option(None, "--kd/--no-kd", help="Distillation (student). Default: on, off for MVTec textures."),
     object_placement: Optional[bool] = typer.Option(
         None, "--object-placement/--no-object-placement", help="Place anomalies on the object. Default by MVTec category."

@@ -58,7 +58,7 @@ def write_tensorrt_artifact(job: ExportJob) -> ExportedModel:
 
         def in_stem(name: str, shape: tuple[int, ...]) -> bool:
             # FloatRegion.TEACHER_STEM, the region where INT8 lost accuracy on onnxruntime and
-            # OpenVINO (docs/RESULTS.md section 4), in fp16. Not measured with TensorRT.
+            # OpenVINO (docs/experiments/int8-float-regions.md), in fp16. Not measured with TensorRT.
             return in_teacher_stem(name, shape, height)
 
         fp16_layers = in_stem
