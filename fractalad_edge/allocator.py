@@ -4,7 +4,7 @@ By default glibc serves every allocation above a threshold (128 KiB, raised dyna
 to at most 32 MiB) with fresh ``mmap`` pages and returns them to the kernel on ``free``.
 PyTorch on CPU allocates and frees activations of megabytes to hundreds of megabytes in
 every layer, so each training step and each eager forward pays page faults on memory it
-had a moment ago. Measured on the 2-core reference machine (docs/RESULTS.md, section 2),
+had a moment ago. Measured on the 2-core reference machine (docs/experiments/malloc.md),
 glibc's defaults cost 8.2 s of system time in an 11.6 s training step at batch 32; with
 the settings below a step takes 7.5 s (1.55x), and torch eager inference in a fresh
 process runs 1.40x faster.

@@ -94,7 +94,7 @@ class InputSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class ScoreSpec:
-    # Default measured on MVTec bottle (docs/RESULTS.md): the mean of the top 0.1 % of pixels
+    # Default measured on MVTec bottle (docs/experiments/score-reduction.md): the mean of the top 0.1 % of pixels
     # ranked defects as well as the max and better than the paper's mean, without resting on
     # a single pixel.
     reduction: ScoreReduction = ScoreReduction.TOPK

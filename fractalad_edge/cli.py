@@ -25,6 +25,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: it wraps at the terminal's width without cutting option names or words,
+    # and shows no type labels on flags (tests/test_cli_help.py checks it at 80 columns).
+    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,7 +101,7 @@ PRESETS: dict[Preset, dict[str, Any]] = {
 def train(
     data: Path = typer.Option(..., "--data", help="MVTec category folder (uses train/good) or a folder of normal images."),
     out: Path = typer.Option(..., "--out", help="Run directory to write (a torch model artifact)."),
-    preset: Preset = typer.Option(Preset.published, help="Schedule preset; --steps/--epochs/--batch-size override it."),
+    preset: Preset = typer.Option(Preset.published, help="Schedule preset. --steps, --epochs and --batch-size override it."),
     steps: Optional[int] = typer.Option(None, help="Optimizer steps."),
     epochs: Optional[float] = typer.Option(None, help="Epochs of 391 samples (the published unit); converted to steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
@@ -110,7 +113,7 @@ def train(
     backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (weights ship with pip) or resnet18."),
     backbone_weights: Optional[Path] = typer.Option(None, help="ImageNet weights file (needed for resnet18)."),
     input_size: int = typer.Option(256, help="Square input side, multiple of 32."),
-    head_channels: int = typer.Option(32, help="Segmentation head width C (see docs/RESULTS.md for 32 vs 64)."),
+    head_channels: int = typer.Option(32, help="Segmentation head width C (docs/experiments/head-width.md)."),
     kd: Optional[bool] = typer.Option(None, "--kd/--no-kd", help="Distillation (student). Default: on, off for MVTec textures."),
     object_placement: Optional[bool] = typer.Option(
         None, "--object-placement/--no-object-placement", help="Place anomalies on the object. Default by MVTec category."
@@ -216,7 +219,9 @@ def export(
     calib_count: int = typer.Option(64, help="Calibration samples (half get a fractal anomaly)."),
     calib_seed: int = typer.Option(2026),
     max_drop: float = typer.Option(0.5, help="INT8 accuracy gate: allowed AUROC drop in points on held-out synthetic anomalies."),
-    allow_accuracy_drop: bool = typer.Option(False, help="Write the model even if the gate fails (recorded in metadata)."),
+    allow_accuracy_drop: bool = typer.Option(
+        False, help="Write the model even if the gate fails (recorded in metadata).", show_default=False
+    ),
     opset: int = typer.Option(17, help="ONNX opset (>= 16 for GridSample; 17 suits TensorRT 8.6 / JetPack 6)."),
     device: Optional[str] = typer.Option(None, help="Device the export checks on (default: cpu; cuda for tensorrt)."),
     int8_weights: str = typer.Option(

@@ -48,7 +48,7 @@ def f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     same samples, so F1 on the calibration set is the same anywhere in the gap. Synthetic
     anomalies are blunter than real defects, so a threshold at the edge of their cluster
     misses real defects that score just below it; the middle of the gap leaves room on both
-    sides (measured in docs/RESULTS.md section 4).
+    sides (measured in docs/experiments/thresholds.md).
     """
     values = np.asarray(scores, dtype=np.float64).reshape(-1)
     _, top = f1_max(np.asarray(labels).astype(np.int64).reshape(-1), values)

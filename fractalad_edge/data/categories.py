@@ -1,6 +1,6 @@
 """Per-category defaults for the MVTec AD categories.
 
-FractalAD switches two things per category (see METHOD.md): texture categories train
+FractalAD switches two things per category (the paper, arXiv 2301.12739): texture categories train
 without distillation (the head reads the frozen teacher directly), and small objects on
 a plain background use constrained "object placement" when pasting synthetic anomalies.
 For the 15 MVTec AD categories those choices are known; any other dataset (for example

@@ -31,9 +31,9 @@ _MAX_HEAD_CHANNELS = 1024
 class ModelConfig:
     """Architecture of a FractalAD model; saved with checkpoints and exported artifacts.
 
-    ``head_channels`` is the head width C. METHOD suggests the first stage's width (24 for
+    ``head_channels`` is the head width C. The paper suggests the first stage's width (24 for
     Lite0) or wider. 32 is the default, measured against 64 on MVTec bottle
-    (docs/RESULTS.md): the same accuracy within the step-to-step spread of a run, and
+    (docs/experiments/head-width.md): the same accuracy within the step-to-step spread of a run, and
     1.16x (torch) to 1.38x (OpenVINO) faster inference, because the head's
     stride-4 convolutions scale with C squared.
     ``distillation=False`` is texture mode: the head reads teacher features directly and

@@ -10,7 +10,7 @@ a plain ONNX file any runtime can read (OpenVINO runs it too).
 The calibration reader feeds the same samples as every other toolchain: real normal images
 with and without fractal anomalies, pre-processed exactly as production frames are.
 
-Measured on the trained bottle model (C = 32; docs/RESULTS.md section 4), judged on the
+Measured on the trained bottle model (C = 32; docs/experiments/ort-int8-avx2.md), judged on the
 held-out *synthetic* validation set as the export gate does (pixel AUROC drop, points):
 
 * weights ``reduce_range`` (7-bit) is required on CPUs without VNNI: full-range S8 weights

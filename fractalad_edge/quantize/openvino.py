@@ -15,7 +15,7 @@ Float regions (:class:`~fractalad_edge.quantize.FloatRegion`) are found in the g
 passed as an ``IgnoredScope`` by node name. See :data:`DEFAULT_KEEP_FLOAT` for the measured
 choice. The teacher's stem joined the defaults on 2026-11-28: on magnetic tile, quantizing it
 cost 1.78 image-AUROC points on the real test set and keeping it float gained 0.87; on
-bottle both are within 0.35 points of fp32 (docs/RESULTS.md section 4).
+bottle both are within 0.35 points of fp32 (docs/experiments/int8-float-regions.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Synthetic anomalies for training on normal images only (numpy and OpenCV, no torch).
 
 :class:`FractalAnomalyGenerator` turns a normal image into an :class:`AnomalySample`
-(clean image, augmented image, mask) as METHOD.md's "Fractal anomaly generation" describes;
+(clean image, augmented image, mask) as the paper's fractal anomaly generation (arXiv 2301.12739) describes;
 :mod:`.fractal` holds the IFS fractals, :mod:`.jitter` a torchvision-style colour jitter and
 :mod:`.preview` a PNG contact sheet to look at the result. No torch here: calibration and
 export use the generator where torch may be absent.

@@ -1,7 +1,7 @@
 """FractalAD's synthetic anomalies: a fractal-shaped patch of the image pasted elsewhere in it.
 
 Only normal images exist at training time, so the segmentation head learns from anomalies
-made here (METHOD.md, "Fractal anomaly generation", steps 1-9):
+made here, following the paper's fractal anomaly generation (arXiv 2301.12739):
 
 1. work on the image at its stored resolution, ``side = min(h, w)``;
 2. plain placement: cut size ``U[0.1, 0.5] * side``, source and target top-left corners
@@ -28,7 +28,7 @@ made here (METHOD.md, "Fractal anomaly generation", steps 1-9):
 9. the same mild jitter (0.05) on the clean and augmented image: same factors, same order and
    the clean image's grey mean as contrast pivot (:func:`.jitter.apply_jitter`).
 
-Choices where METHOD leaves room, made for exactness and speed:
+Choices where the paper leaves room, made for exactness and speed:
 
 * after step 7 the augmented image is taken from the clean one wherever the mask is 0, so
   ``clean == augmented`` holds exactly outside the mask (also after steps 8 and 9); the label
@@ -100,7 +100,7 @@ def _is_int(value: object) -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class SynthConfig:
-    """Settings of the anomaly generator; the defaults are METHOD.md's."""
+    """Settings of the anomaly generator; the defaults are the paper's."""
 
     image_size: int = 256
     """Output side (square), >= 32."""
@@ -130,7 +130,7 @@ class SynthConfig:
             msg = f"SynthConfig.dilation_iterations must be an int >= 0, got {self.dilation_iterations!r}."
             raise ConfigError(msg)
         if not _is_int(self.fractal_points) or self.fractal_points < 1000:
-            msg = f"SynthConfig.fractal_points must be an int >= 1000 (METHOD: 100000), got {self.fractal_points!r}."
+            msg = f"SynthConfig.fractal_points must be an int >= 1000 (the paper: 100000), got {self.fractal_points!r}."
             raise ConfigError(msg)
 
 

@@ -6,7 +6,7 @@ SDK's own exporters (INT8 calibrated on synthetic anomalies of ``--data``'s norm
 All predictors are then timed in interleaved rounds, as the bench does, so a drifting
 machine lands on every configuration alike.
 
-    python scripts/head_width_latency.py --data ../shared/data/mvtec_ad/bottle --widths 24,32,64
+    python docs/experiments/scripts/head_width_latency.py --data $DATA/mvtec_ad/bottle --widths 24,32,64
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 Both are fitted on the same synthetic set (the ``calibrate`` command's: 64 images, half
 with a fractal anomaly, seed 2026) with the model's own runtime.
 
-    python scripts/threshold_rules.py runs/bottle-published --data $DATA/mvtec_ad/bottle
+    python docs/experiments/scripts/threshold_rules.py runs/bottle-published --data $DATA/mvtec_ad/bottle
 """
 
 from __future__ import annotations

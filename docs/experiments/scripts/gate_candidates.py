@@ -12,8 +12,8 @@ fractal anomaly; normal images from the training folder, never the test set):
 * normal-pixel MAE in units of the fp32 normal pixels' standard deviation;
 * the 99.9th percentile of normal pixels, fp32 and int8 (false-alarm tail).
 
-    python scripts/gate_candidates.py bench/bottle-c32:../shared/data/mvtec_ad/bottle \\
-        bench/magnetic-tile:../shared/data/magnetic_tile/magnetic_tile
+    python docs/experiments/scripts/gate_candidates.py bench/bottle-c32:$DATA/mvtec_ad/bottle \\
+        bench/magnetic-tile:$DATA/magnetic_tile/magnetic_tile
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ def main() -> None:
     import numpy as np
 
     from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
+    from fractalad_edge.calibration.thresholds import maps_for
     from fractalad_edge.data.datasets import find_training_images
     from fractalad_edge.predictor import Predictor
     from fractalad_edge.preprocess import image_scores
-    from fractalad_edge.quantize.gate import _maps
 
     def ranks(values: np.ndarray) -> np.ndarray:
         return np.argsort(np.argsort(values)).astype(float)
@@ -50,11 +50,11 @@ def main() -> None:
         )
         normal = ~validation.labels.astype(bool)
         spec = reference.metadata.score
-        ref_maps = _maps(reference, validation.images)
+        ref_maps = maps_for(reference, validation.images)
         ref_scores = image_scores(ref_maps, spec)
         spread = ref_scores[normal].std()
         for name in args.models.split(","):
-            maps = _maps(Predictor.load(bench / "models" / name), validation.images)
+            maps = maps_for(Predictor.load(bench / "models" / name), validation.images)
             drift = np.abs(image_scores(maps, spec) - ref_scores)[normal]
             spearman = np.corrcoef(ranks(ref_scores[normal]), ranks(image_scores(maps, spec)[normal]))[0, 1]
             pixel_mae = np.abs(maps[normal] - ref_maps[normal]).mean() / ref_maps[normal].std()

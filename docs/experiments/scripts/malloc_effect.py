@@ -7,7 +7,7 @@ and reports the median of each. Each subprocess first times torch eager inferenc
 model, channels_last as training uses it). Order matters: after large tensors have been
 freed, glibc's dynamic mmap threshold has already risen, which hides part of the effect.
 
-    python scripts/malloc_effect.py --batch 32 --steps 3 --pairs 3
+    python docs/experiments/scripts/malloc_effect.py --batch 32 --steps 3 --pairs 3
 """
 
 from __future__ import annotations

@@ -1,20 +1,24 @@
 """onnxruntime INT8 recipes compared the way the export gate judges them: on held-out
 *synthetic* anomalies (no real defects), with the real test set printed beside for the record.
 
-Each variant is ``method:weights:scope``:
+Each variant is ``method:weights[:regions]``, all through the SDK's public
+``quantize_onnx_model``:
 
 * method: ``minmax``, ``entropy`` or ``percentile`` (onnxruntime calibration methods);
-* weights: ``s8r`` (signed 7-bit, ``reduce_range``: the SDK's default), ``s8`` (signed full
-  range) or ``u8`` (unsigned full range);
-* scope: ``all`` (every op onnxruntime quantizes) or ``conv`` (Conv inputs only);
-* optional fourth field, a sensitivity probe: ``+``-separated node-name prefixes kept in
-  float on top of the SDK's regions, e.g. ``entropy:s8r:all:/head/`` or
-  ``entropy:s8r:all:/teacher/_blocks.15/+/student/_blocks.15/``.
+* weights: ``s8r`` (signed 7-bit, ``reduce_range``: the SDK's default) or ``s8`` (signed
+  full range, ``--int8-weights full``);
+* regions: ``+``-separated FloatRegion values kept in float (default: the SDK's
+  ``DEFAULT_KEEP_FLOAT``), e.g. ``entropy:s8r:csam+flow+classifier`` quantizes the teacher stem.
 
 The fp32 artifact comes from a bench folder (``<bench>/models/onnxruntime-fp32``).
 
-    python scripts/ort_int8_variants.py bench/bottle --data ../shared/data/mvtec_ad/bottle \\
-        --variants minmax:s8r:all,entropy:s8r:all,percentile:s8r:all,minmax:u8:all,minmax:s8r:conv
+    python docs/experiments/scripts/ort_int8_variants.py bench/bottle --data $DATA/mvtec_ad/bottle \\
+        --variants minmax:s8r,entropy:s8r,percentile:s8r,entropy:s8
+
+Unsigned weights, Conv-only quantization and float probes by node-name prefix
+(docs/experiments/ort-int8-avx2.md, int8-float-regions.md) were measured with an earlier
+version of this script that patched onnxruntime's ``quantize_static`` at run time; it is in
+the git history (``git show f2829d3:scripts/ort_int8_variants.py``).
 """
 
 from __future__ import annotations
@@ -30,37 +34,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bench", type=Path)
     parser.add_argument("--data", required=True)
-    parser.add_argument("--variants", default="minmax:s8r:all,entropy:s8r:all")
+    parser.add_argument("--variants", default="minmax:s8r,entropy:s8r")
     parser.add_argument("--rounds", type=int, default=8, help="interleaved latency rounds (0: accuracy only)")
     args = parser.parse_args()
 
     import numpy as np
-
-    import onnxruntime.quantization as ortq
 
     from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set
     from fractalad_edge.bench.latency import LatencyStats, PredictorTimer, interleaved_rounds
     from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
     from fractalad_edge.data.datasets import find_training_images
     from fractalad_edge.predictor import Predictor
+    from fractalad_edge.quantize import DEFAULT_KEEP_FLOAT
     from fractalad_edge.quantize.gate import compare_on_validation
     from fractalad_edge.quantize.onnxruntime import quantize_onnx_model
-
-    original = ortq.quantize_static
-    overrides: dict = {}
-
-    float_prefixes: list[str] = []
-
-    def quantize_static(*a, **k):  # the SDK's call, with the variant's settings on top
-        if float_prefixes:
-            import onnx
-
-            names = [n.name for n in onnx.load(str(a[0])).graph.node]  # the pre-processed model
-            extra = [n for n in names if n.startswith(tuple(float_prefixes))]
-            k = {**k, "nodes_to_exclude": [*k.get("nodes_to_exclude", []), *extra]}
-        return original(*a, **{**k, **overrides})
-
-    ortq.quantize_static = quantize_static
 
     fp32_dir = args.bench / "models" / "onnxruntime-fp32"
     reference = Predictor.load(fp32_dir)
@@ -74,19 +61,15 @@ def main() -> None:
     candidates = {"fp32": reference}
     with tempfile.TemporaryDirectory(prefix="ort-int8-") as tmp:
         for variant in args.variants.split(","):
-            method, weights, scope, *probe = variant.split(":")
-            overrides.clear()
-            float_prefixes[:] = probe[0].split("+") if probe else []
-            if weights == "u8":
-                overrides.update(weight_type=ortq.QuantType.QUInt8, reduce_range=False)
-            elif weights == "s8":
-                overrides.update(reduce_range=False)
-            if scope == "conv":
-                overrides.update(op_types_to_quantize=["Conv"])
-            out = Path(tmp) / variant.replace(":", "-").replace("/", "_").replace("+", "_")
+            method, weights, *regions = variant.split(":")
+            keep_float = tuple(regions[0].split("+")) if regions else DEFAULT_KEEP_FLOAT
+            out = Path(tmp) / variant.replace(":", "-").replace("+", "_")
             shutil.copytree(fp32_dir, out)
             started = time.perf_counter()
-            quantize_onnx_model(fp32_dir / "model.onnx", out / "model.onnx", calibration, reference.metadata.input, calibrate_method=method)
+            quantize_onnx_model(
+                fp32_dir / "model.onnx", out / "model.onnx", calibration, reference.metadata.input,
+                calibrate_method=method, keep_float=keep_float, reduce_range=weights == "s8r",
+            )
             candidate = Predictor.load(out, verify=False)  # model.onnx replaced: the sha check would refuse it
             candidates[variant] = candidate
             gate = compare_on_validation(reference, candidate, validation)

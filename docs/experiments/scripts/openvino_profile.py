@@ -1,6 +1,6 @@
 """Per-layer time of an OpenVINO artifact on the CPU (PERF_COUNT), grouped by op type.
 
-    python scripts/openvino_profile.py bench/bottle-c32/models/openvino-int8/model.xml
+    python docs/experiments/scripts/openvino_profile.py bench/bottle-c32/models/openvino-int8/model.xml
 """
 
 from __future__ import annotations

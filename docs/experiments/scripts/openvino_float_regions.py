@@ -4,7 +4,7 @@
 The fp32 IR comes from a bench folder (``<bench>/models/openvino-fp32``). Each variant is a
 ``+``-separated list of FloatRegion values, or ``none`` for full INT8:
 
-    python scripts/openvino_float_regions.py bench/magnetic-tile --data $DATA/magnetic_tile/magnetic_tile \\
+    python docs/experiments/scripts/openvino_float_regions.py bench/magnetic-tile --data $DATA/magnetic_tile/magnetic_tile \\
         --variants csam+flow+classifier,csam+flow+classifier+teacher-stem
 """
 
