@@ -32,7 +32,9 @@ import torch.nn.functional as F
 from fractalad_edge.bench.accuracy import load_test_set
 from fractalad_edge.data.datasets import find_training_images
 from fractalad_edge.data.images import read_image
-from fractalad_edge.metrics import evaluate_maps, f1_max
+from fractalad_edge.calibration.thresholds import f1_threshold
+from fractalad_edge.metrics import binary_rates, evaluate_maps, f1_max, roc_auc
+from fractalad_edge.models.attention import cosine_similarity_attention
 from fractalad_edge.preprocess import normalize, resize_image
 from fractalad_edge.synth.anomaly import FractalAnomalyGenerator, SynthConfig
 
@@ -64,11 +66,7 @@ def _forward(model, teacher, images: list[np.ndarray], batch: int = 16) -> tuple
         for s, f in zip(STRIDES, t[:3]):
             feats[s].append(f.numpy().astype(np.float16))
         if model is not None:
-            head_in = t if model.student is None else None
-            if head_in is None:
-                from fractalad_edge.models.attention import cosine_similarity_attention
-
-                head_in = cosine_similarity_attention(t, model.student(x))
+            head_in = t if model.student is None else cosine_similarity_attention(t, model.student(x))
             logits.append(model.head(head_in)[:, 0].numpy().astype(np.float16))
     return {s: np.concatenate(v) for s, v in feats.items()}, (np.concatenate(logits) if logits else None)
 
@@ -259,7 +257,7 @@ def cmd_memory(args: argparse.Namespace) -> None:
     mem, proj, info = build_memory(cache, v)
     print(json.dumps({"variant": args.name, **info}), flush=True)
     t0 = time.perf_counter()
-    grids = {split: score_split(cache, split, v, mem, proj) for split in ("test", "hold", "syn")}
+    grids = {split: score_split(cache, split, v, mem, proj) for split in args.splits}
     info["score_s"] = round(time.perf_counter() - t0, 1)
     out = Path(args.save) if args.save else None
     for j, m in enumerate(v.sizes):
@@ -349,8 +347,6 @@ def cmd_fuse(args: argparse.Namespace) -> None:
         sep = (sz[syn_masks].mean() - hz.mean()) / hz.std()
         img_h, img_s = hz.reshape(len(hz), -1).max(1), sz.reshape(len(sz), -1).max(1)
         img_sep = (np.median(img_s) - np.median(img_h)) / img_h.std()
-        from fractalad_edge.metrics import roc_auc
-
         syn_auc = roc_auc(np.r_[np.zeros(len(img_h), int), np.ones(len(img_s), int)], np.r_[img_h, img_s])
         stats[b] = {"p50": float(p50), "p999": float(p999), "pixel_sep": float(sep), "image_sep": float(img_sep),
                     "syn_image_auroc": float(syn_auc), "hold_image_p99": float(np.quantile(img_h, 0.99))}
@@ -387,9 +383,6 @@ def cmd_fuse(args: argparse.Namespace) -> None:
             cal_scores = np.r_[score(rule(name, "hold")), score(rule(name, "syn"))]
             res = evaluate(cache, maps, test_scores, pixel=red == "max")
             best_f1, _ = f1_max(labels, test_scores)
-            from fractalad_edge.calibration.thresholds import f1_threshold
-            from fractalad_edge.metrics import binary_rates
-
             thr_f1 = f1_threshold(syn_labels, cal_scores)
             normal_cal = cal_scores[syn_labels == 0]
             thr_fpr = float(np.quantile(normal_cal, 0.99, method="higher"))
@@ -424,6 +417,7 @@ def main() -> None:
     m.add_argument("--sigmas", type=float, nargs="+", default=[4.0])
     m.add_argument("--pixel-sigmas", type=float, nargs="+", default=[4.0])
     m.add_argument("--threads", type=int, default=2)
+    m.add_argument("--splits", nargs="+", default=["test", "hold", "syn"], help="splits to score (test is always needed)")
     m.add_argument("--save", default=None, help="folder for the largest memory's distance grids (fusion step)")
     u = sub.add_parser("fuse")
     u.add_argument("--cache", required=True)
