@@ -328,7 +328,9 @@ def test_rerun_reuses_exports_and_survives_a_broken_one(bench_out, tiny_run: Pat
     onnx = report.result("onnxruntime-fp32")
     assert onnx.ok and onnx.reused and onnx.export_seconds is None
     broken = report.result("openvino-fp32")
-    assert broken.status.startswith("failed: export: ExportError") and str(ov_dir) in broken.status
+    # a folder of someone else's files is refused, never replaced: the row fails and the file stays
+    assert broken.status.startswith("failed: export: OutputExistsError") and str(ov_dir) in broken.status
+    assert (ov_dir / "notes.txt").read_text() == "not a model"
     assert report.reference == "onnxruntime-fp32" and onnx.speedup == 1.0
 
 
