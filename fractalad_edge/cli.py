@@ -122,7 +122,9 @@ def train(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default from preset)."),
     workers: int = typer.Option(0, help="DataLoader worker processes for anomaly generation."),
-    resume: bool = typer.Option(False, help="Continue an interrupted run in --out (same options; --steps may grow)."),
+    resume: bool = typer.Option(
+        False, show_default=False, help="Continue an interrupted run in --out (same options; --steps may grow)."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace a training run in --out (only its own files; others are kept)."),
     snapshot_every: Optional[int] = typer.Option(None, help="Also keep the weights every N steps (snapshots/)."),
 ) -> None:

@@ -285,9 +285,11 @@ def test_engine_cache_names_tell_modules_apart() -> None:
 def test_engine_info_round_trips_through_metadata(tensorrt_export) -> None:  # noqa: ANN001
     from dataclasses import replace
 
-    from fractalad_edge.artifact import ArtifactMetadata
+    from fractalad_edge.artifact import ArtifactMetadata, ModelFile
 
-    md = replace(tensorrt_export.metadata, engine=ORIN_NANO_8GB)
+    # an artifact with engine info lists its engine file too (metadata validation requires it)
+    engine_file = ModelFile(path="model.engine", sha256="0" * 64)
+    md = replace(tensorrt_export.metadata, engine=ORIN_NANO_8GB, files=(*tensorrt_export.metadata.files, engine_file))
     assert ArtifactMetadata.from_dict(md.to_dict()).engine == ORIN_NANO_8GB
 
 
