@@ -28,7 +28,7 @@ def main() -> None:
     torch.set_flush_denormal(True)
     from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set
     from fractalad_edge.predictor import Predictor
-    from fractalad_edge.train.checkpoint import load_model_weights
+    from fractalad_edge.models.torch_format import load_model_weights
     from fractalad_edge.train.loop import SNAPSHOT_DIR
 
     predictor = Predictor.load(args.run)

@@ -83,9 +83,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, normal_images_dir: Path) 
     """
     torch = pytest.importorskip("torch")
     from fractalad_edge.artifact import ScoreSpec, write_metadata
-    from fractalad_edge.export.torch import torch_metadata
     from fractalad_edge.models.fractalad import ModelConfig, build_model
-    from fractalad_edge.train.checkpoint import MODEL_FILENAME, save_model
+    from fractalad_edge.models.torch_format import MODEL_FILENAME, save_model, torch_metadata
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
     torch.manual_seed(2026)

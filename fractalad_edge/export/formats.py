@@ -120,7 +120,7 @@ FORMATS: Mapping[ModelFormat, FormatSpec] = MappingProxyType(
                 options=_CALIBRATION_OPTIONS + ("device",),
                 runtime="torch",
                 requires=("torch", "safetensors"),
-                writer="fractalad_edge.export.pipeline:write_torch_artifact",
+                writer="fractalad_edge.export.torch:write_torch_artifact",
                 files=("model.safetensors",),
                 description="the training run's weights, copied without optimizer state (reference format)",
             ),

@@ -162,7 +162,9 @@ def export_model(
         f"export {run_dir} -> {out}: {spec.format.value} {options.precision.value}; "
         f"{len(calibration)} calibration + {len(validation)} validation synthetic images from {len(paths)} normals"
     )
-    model = _load_model(run_dir, run_metadata)
+    from fractalad_edge.models.torch_format import load_model  # torch is imported when an export runs
+
+    model = load_model(run_dir, run_metadata)
     staging = out.parent / f".{out.name}.partial"
     if staging.exists():
         shutil.rmtree(staging)  # left by an interrupted export of this same destination
@@ -194,20 +196,6 @@ def export_model(
     say(f"wrote {out} ({', '.join(f.path for f in metadata.files)}, {METADATA_FILENAME})")
     say(f"next: fractalad-edge predict {out} images/*.png --out preds/")
     return metadata
-
-
-def write_torch_artifact(job: ExportJob) -> ExportedModel:
-    """The ``torch`` format's writer: the weights alone, no optimizer state or logs."""
-    from fractalad_edge.runtimes.torch import TorchBackend
-    from fractalad_edge.train.checkpoint import MODEL_FILENAME, save_model
-
-    save_model(job.model, job.directory / MODEL_FILENAME)
-    return ExportedModel(
-        files=(MODEL_FILENAME,),
-        open_backend=lambda: TorchBackend(job.model, device=job.device),
-        checked_with=f"torch {job.device}",
-        checked_precision=Precision.FP32,
-    )
 
 
 # ----------------------------------------------------------------------------- steps
@@ -327,15 +315,6 @@ def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[P
     return find_training_images(folder), bool(synth.get("object_placement", False))
 
 
-def _load_model(run_dir: Path, metadata: ArtifactMetadata):  # noqa: ANN202 - FractalAD; torch is imported lazily
-    from fractalad_edge.models.fractalad import ModelConfig, build_model
-    from fractalad_edge.train.checkpoint import MODEL_FILENAME, load_model_weights
-
-    model = build_model(ModelConfig.from_dict(dict(metadata.model)), pretrained_teacher=False)
-    load_model_weights(model, run_dir / MODEL_FILENAME)
-    return model.eval()
-
-
 def _check_destination(out: Path, run_dir: Path) -> None:
     """Refuse to write over the run itself or over a folder that is not a model directory."""
     if out.resolve() == run_dir.resolve():
@@ -365,4 +344,4 @@ def _replace(staging: Path, out: Path) -> None:
     staging.replace(out)
 
 
-__all__ = ["ExportOptions", "export_model", "write_torch_artifact"]
+__all__ = ["ExportOptions", "export_model"]

@@ -10,7 +10,8 @@ import torch
 
 from fractalad_edge.artifact import ArtifactMetadata, Precision
 from fractalad_edge.errors import RuntimeMismatchError
-from fractalad_edge.models.fractalad import FractalAD, ModelConfig, build_model
+from fractalad_edge.models.fractalad import FractalAD
+from fractalad_edge.models.torch_format import load_model
 from fractalad_edge.runtimes.base import Backend
 
 _DTYPES = {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}
@@ -36,10 +37,7 @@ class TorchBackend(Backend):
 
     @classmethod
     def open(cls, directory: Path, metadata: ArtifactMetadata, *, device: str = "cpu", **options: Any) -> TorchBackend:
-        from fractalad_edge.train.checkpoint import MODEL_FILENAME, load_model_weights
-
-        model = build_model(ModelConfig.from_dict(dict(metadata.model)), pretrained_teacher=False)
-        load_model_weights(model, directory / MODEL_FILENAME)
+        model = load_model(directory, metadata)
         precision = Precision(options.pop("precision", metadata.precision))
         if options:
             msg = f"the torch runtime takes no options {sorted(options)}"

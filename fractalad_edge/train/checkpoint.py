@@ -1,8 +1,8 @@
-"""Checkpoints as safetensors + JSON, never pickle.
+"""Resumable training state as safetensors + JSON, never pickle.
 
-``model.safetensors`` holds the full state dict (teacher included) so a run directory is
-a self-contained ``torch`` artifact. ``checkpoint.safetensors`` + ``checkpoint.json`` add
-the optimizer state and the step for ``--resume``.
+``checkpoint.safetensors`` + ``checkpoint.json`` hold the model, the optimizer state and
+the step for ``--resume``. The model weights alone (the ``torch`` format) are written by
+:mod:`fractalad_edge.models.torch_format`.
 """
 
 from __future__ import annotations
@@ -17,47 +17,8 @@ from safetensors.torch import load_file, save_file
 
 from fractalad_edge.errors import CheckpointError
 
-MODEL_FILENAME = "model.safetensors"
 CHECKPOINT_FILENAME = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
-
-
-def save_model(model: torch.nn.Module, path: Path) -> None:
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(path)
-
-
-def load_model_weights(model: torch.nn.Module, path: Path) -> None:
-    """Load strictly; a checkpoint of another configuration is a clear error, not a shape dump."""
-    if not path.is_file():
-        msg = f"checkpoint not found: {path}"
-        raise CheckpointError(msg)
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        msg = f"{path} is not a readable safetensors file ({exc})"
-        raise CheckpointError(msg) from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong_shape:
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if wrong_shape:
-            k = wrong_shape[0]
-            details.append(f"{len(wrong_shape)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
-        msg = (
-            f"{path} does not fit this model configuration: {'; '.join(details)}. It was trained with another "
-            "backbone, head width or distillation setting; use the config.json saved beside it."
-        )
-        raise CheckpointError(msg)
-    model.load_state_dict(state, strict=True)
 
 
 def save_training_state(

@@ -18,16 +18,12 @@ from torch.utils.data import DataLoader
 from fractalad_edge.data.datasets import category_name, find_training_images
 from fractalad_edge.errors import CheckpointError, ConfigError
 from fractalad_edge.models.fractalad import FractalAD, build_model
-from fractalad_edge.train.checkpoint import (
-    CHECKPOINT_STATE,
-    MODEL_FILENAME,
-    load_training_state,
-    save_model,
-    save_training_state,
-)
+from fractalad_edge.models.torch_format import MODEL_FILENAME, save_model
+from fractalad_edge.train.checkpoint import CHECKPOINT_STATE, load_training_state, save_training_state
 from fractalad_edge.train.config import TrainConfig
 from fractalad_edge.train.dataset import FractalAnomalyDataset, worker_init
 from fractalad_edge.train.losses import segmentation_loss
+from fractalad_edge.train.run_artifact import write_run_artifact
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +199,6 @@ def train(
         bar.close()
     model.eval()
     save_model(model, out / MODEL_FILENAME)
-
-    from fractalad_edge.export.torch import write_run_artifact
 
     write_run_artifact(model, config, out, paths=paths, category=category)
     return TrainResult(
