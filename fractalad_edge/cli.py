@@ -176,7 +176,8 @@ def evaluate(
     overlays: int = typer.Option(12, help="How many image | truth | heat map PNGs to write."),
 ) -> None:
     """Image/pixel AUROC, AUPRO and F1 on a labelled test set, with overlay PNGs."""
-    from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set, markdown_table, write_overlays, write_report
+    from fractalad_edge.data.test_set import load_test_set
+    from fractalad_edge.evaluation import evaluate_predictor, markdown_table, write_overlays, write_report
     from fractalad_edge.data.datasets import category_name
     from fractalad_edge.predictor import Predictor
 

@@ -15,7 +15,8 @@ from fractalad_edge.artifact import Precision
 
 
 def run_demo(out: str | Path, *, steps: int = 120, echo: Callable[[str], None] = print) -> dict[str, Path]:
-    from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set, markdown_table, write_overlays, write_report
+    from fractalad_edge.data.test_set import load_test_set
+    from fractalad_edge.evaluation import evaluate_predictor, markdown_table, write_overlays, write_report
     from fractalad_edge.data.demo import make_demo_dataset
     from fractalad_edge.export.pipeline import ExportOptions, export_model
     from fractalad_edge.inference import predict_files

@@ -24,7 +24,7 @@ def main() -> None:
 
     import numpy as np
 
-    from fractalad_edge.bench.accuracy import load_test_set
+    from fractalad_edge.data.test_set import load_test_set
     from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
     from fractalad_edge.calibration.thresholds import f1_threshold, maps_for
     from fractalad_edge.data.datasets import find_training_images

@@ -35,7 +35,6 @@ from fractalad_edge.artifact import (
     read_metadata,
     sha256_file,
 )
-from fractalad_edge.bench.accuracy import TestSet, evaluate_predictor, load_test_set
 from fractalad_edge.bench.latency import (
     PredictorTimer,
     interleaved_rounds,
@@ -48,7 +47,9 @@ from fractalad_edge.bench.memory import measure_memory
 from fractalad_edge.bench.report import BenchReport, ConfigResult, console_table, write_reports
 from fractalad_edge.bench.system import capture_environment
 from fractalad_edge.data.datasets import category_name
-from fractalad_edge.errors import ConfigError, DatasetError
+from fractalad_edge.data.test_set import TestSet, load_test_set, spread_subset
+from fractalad_edge.errors import ConfigError
+from fractalad_edge.evaluation import evaluate_predictor
 from fractalad_edge.export.formats import FORMATS, missing_modules
 from fractalad_edge.predictor import Predictor
 from fractalad_edge.preprocess import image_scores, prepare_batch
@@ -313,23 +314,6 @@ def _size_mb(directory: Path, metadata: ArtifactMetadata) -> float:
 
 
 # ------------------------------------------------------------------------------ driver
-def _subset(test_set: TestSet, limit: int | None) -> TestSet:
-    """An evenly spread subset (good first, then each defect type), keeping both classes."""
-    total = len(test_set.samples)
-    if limit is None or limit >= total:
-        return test_set
-    indices = sorted(set(np.linspace(0, total - 1, limit).round().astype(int).tolist()))
-    labels = [test_set.samples[i].label for i in indices]
-    if 0 not in labels or 1 not in labels:  # pragma: no cover - linspace over good-then-defects keeps both ends
-        msg = f"max_test_images={limit} leaves only one class; raise it"
-        raise DatasetError(msg)
-    return TestSet(
-        samples=[test_set.samples[i] for i in indices],
-        images=[test_set.images[i] for i in indices],
-        masks=test_set.masks[indices],
-    )
-
-
 def _decisions(maps: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
     scores = image_scores(maps, metadata.score)
     threshold = 0.5 if metadata.calibration is None else metadata.calibration.image_threshold
@@ -387,7 +371,7 @@ def run_bench(
 
     progress(f"bench: reading the test set in {data}")
     full_test_set = load_test_set(data, size)
-    test_set = _subset(full_test_set, config.max_test_images)
+    test_set = spread_subset(full_test_set, config.max_test_images)
     labels = np.array([s.label for s in test_set.samples])
     frame_path = test_set.samples[0].image_path
     frame = np.ascontiguousarray(test_set.images[0][..., ::-1])  # BGR, like a camera frame

@@ -50,7 +50,7 @@ def recalibrate(
     seed: int = 2026,
     runtime: str | None = None,
 ) -> RecalibrationResult:
-    from fractalad_edge.bench.accuracy import load_test_set
+    from fractalad_edge.data.test_set import load_test_set
     from fractalad_edge.predictor import Predictor
 
     try:

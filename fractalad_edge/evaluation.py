@@ -19,8 +19,7 @@ import cv2
 import numpy as np
 
 from fractalad_edge.artifact import ScoreReduction, ScoreSpec
-from fractalad_edge.data.datasets import TestSample, find_test_samples
-from fractalad_edge.data.images import read_image, read_mask
+from fractalad_edge.data.test_set import TestSet
 from fractalad_edge.metrics import aupro, binary_rates, f1_max, pixel_auroc, roc_auc
 from fractalad_edge.preprocess import image_scores, overlay, resize_image
 from fractalad_edge.predictor import Predictor
@@ -69,28 +68,6 @@ class AccuracyReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class TestSet:
-    samples: list[TestSample]
-    images: list[np.ndarray]  # RGB at stored size
-    masks: np.ndarray  # bool (N, S, S) at model size
-
-
-def load_test_set(root: str | Path, size: int) -> TestSet:
-    """Read every test image and mask once; masks are resized to the model's map size."""
-    samples = find_test_samples(root)
-    images, masks = [], []
-    for sample in samples:
-        image = read_image(sample.image_path)
-        images.append(image)
-        if sample.mask_path is None:
-            masks.append(np.zeros((size, size), dtype=bool))
-        else:
-            mask = read_mask(sample.mask_path, expected_shape=image.shape[:2]).astype(np.uint8)
-            masks.append(cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST) > 0)
-    return TestSet(samples=samples, images=images, masks=np.stack(masks))
 
 
 def _threshold_check(labels: np.ndarray, scores: np.ndarray, threshold: float) -> ThresholdCheck:
