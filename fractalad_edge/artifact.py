@@ -26,6 +26,12 @@ from fractalad_edge.errors import ArtifactError, ArtifactIntegrityError, ConfigE
 
 SCHEMA_VERSION = 1
 METADATA_FILENAME = "metadata.json"
+#: model file names inside an artifact directory, named once for the writers and the runtimes
+MODEL_FILENAME = "model.safetensors"  # torch: the FractalAD state dict
+ONNX_FILENAME = "model.onnx"
+IR_FILENAME = "model.xml"  # OpenVINO IR graph
+IR_WEIGHTS_FILENAME = "model.bin"  # OpenVINO IR weights
+ENGINE_FILENAME = "model.engine"  # a plain serialized TensorRT engine
 
 
 class ModelFormat(str, Enum):
@@ -336,14 +342,14 @@ def verify_files(directory: Path, metadata: ArtifactMetadata) -> None:
             raise ArtifactIntegrityError(msg)
 
 
-def replace_metadata(metadata: ArtifactMetadata, **changes: Any) -> ArtifactMetadata:
-    """A copy with some fields changed (frozen dataclasses are never edited in place)."""
-    return dataclasses.replace(metadata, **changes)
-
-
 __all__ = [
     "SCHEMA_VERSION",
     "METADATA_FILENAME",
+    "MODEL_FILENAME",
+    "ONNX_FILENAME",
+    "IR_FILENAME",
+    "IR_WEIGHTS_FILENAME",
+    "ENGINE_FILENAME",
     "ArtifactMetadata",
     "EngineInfo",
     "InputSpec",
@@ -360,7 +366,6 @@ __all__ = [
     "package_version",
     "parse_enum",
     "read_metadata",
-    "replace_metadata",
     "sha256_file",
     "verify_files",
     "write_metadata",

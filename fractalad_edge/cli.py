@@ -113,6 +113,9 @@ def train(
     snapshot_every: Optional[int] = typer.Option(None, help="Also keep the weights every N steps (snapshots/)."),
 ) -> None:
     """Train FractalAD on normal images only (synthetic fractal anomalies)."""
+    from fractalad_edge.extras import require_modules
+
+    require_modules(("torch", "safetensors"), what="training")
     from fractalad_edge.artifact import ScoreSpec
     from fractalad_edge.data.categories import category_defaults
     from fractalad_edge.data.datasets import category_name

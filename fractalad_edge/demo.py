@@ -7,11 +7,11 @@ through each exported model. Minutes on a laptop CPU; nothing is downloaded.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
 from fractalad_edge.artifact import Precision
+from fractalad_edge.extras import MODULE_EXTRAS, install_hint, missing_modules
 
 
 def run_demo(out: str | Path, *, steps: int = 120, echo: Callable[[str], None] = print) -> dict[str, Path]:
@@ -48,8 +48,8 @@ def run_demo(out: str | Path, *, steps: int = 120, echo: Callable[[str], None] =
     reports.append(report)
     models = {"torch": run}
     for fmt, module in (("onnx", "onnxruntime"), ("openvino", "openvino")):
-        if importlib.util.find_spec(module) is None or importlib.util.find_spec("onnx") is None:
-            echo(f"[3/4] skipping {fmt}: pip install 'fractalad-edge[{module},export]'")
+        if missing_modules([module, "onnx"]):
+            echo(f"[3/4] skipping {fmt}: {install_hint(f'{MODULE_EXTRAS[module]},export')}")
             continue
         target = out / "models" / fmt
         export_model(run, format=fmt, out=target, options=ExportOptions(precision=Precision.FP32), progress=echo)

@@ -27,6 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
     benchmarks, which set their own thread counts. Denormals are flushed: random-weight test
     models produce them, and they make x86 CPUs 5-10x slower.
     """
+    if config.pluginmanager.hasplugin("benchmark") and not config.getoption("benchmark_enable", False):
+        config.option.benchmark_disable = True  # pytest-benchmark is a dev extra: the base install runs without it
     if importlib.util.find_spec("torch") is not None:
         import torch
 

@@ -13,7 +13,6 @@ from typing import Any
 _LAZY = {
     "BenchConfig": "fractalad_edge.bench.matrix",
     "run_bench": "fractalad_edge.bench.matrix",
-    "NATURAL_FORMAT": "fractalad_edge.bench.matrix",
     "BenchReport": "fractalad_edge.bench.report",
     "ConfigResult": "fractalad_edge.bench.report",
     "LatencyStats": "fractalad_edge.bench.latency",

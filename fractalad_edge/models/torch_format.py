@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from fractalad_edge.artifact import (
+    MODEL_FILENAME,
     ArtifactMetadata,
     InputSpec,
     ModelFormat,
@@ -26,9 +27,6 @@ from fractalad_edge.artifact import (
 )
 from fractalad_edge.errors import CheckpointError
 from fractalad_edge.models.fractalad import FractalAD, ModelConfig, build_model
-
-MODEL_FILENAME = "model.safetensors"
-
 
 def save_model(model: torch.nn.Module, path: Path) -> None:
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}

@@ -12,11 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from fractalad_edge.artifact import ArtifactMetadata, Precision
+from fractalad_edge.artifact import ONNX_FILENAME, ArtifactMetadata, Precision
 from fractalad_edge.errors import ConfigError, RuntimeMismatchError
 from fractalad_edge.runtimes.base import Backend, require
-
-ONNX_FILENAME = "model.onnx"
 
 #: device name -> execution providers, in priority order (CPU always last as the fallback
 #: for any node the accelerator cannot take)
@@ -99,6 +97,6 @@ class OnnxRuntimeBackend(Backend):
             "runtime": self.name,
             "device": self.device,
             "providers": ",".join(self.session.get_providers()) if self.session is not None else "",
-            "threads": "default" if self.threads is None else str(self.threads),
+            "threads": "default (one per physical core)" if self.threads is None else str(self.threads),
             "onnxruntime": self.version,
         }

@@ -22,12 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from fractalad_edge.artifact import ArtifactMetadata, ModelFormat, Precision
+from fractalad_edge.artifact import IR_FILENAME, ONNX_FILENAME, ArtifactMetadata, ModelFormat, Precision
 from fractalad_edge.errors import ConfigError, RuntimeMismatchError
 from fractalad_edge.runtimes.base import Backend, require
 
-IR_FILENAME = "model.xml"
-ONNX_FILENAME = "model.onnx"
 
 PRECISION_HINTS: dict[Precision, str] = {
     Precision.FP32: "f32",
@@ -137,7 +135,7 @@ class OpenVINOBackend(Backend):
             executing = ",".join(self.compiled.get_property("EXECUTION_DEVICES"))
         except RuntimeError:
             executing = self.device
-        return {
+        described = {
             "runtime": self.name,
             "device": executing,
             "inference_precision": self.inference_precision(),
@@ -145,3 +143,9 @@ class OpenVINOBackend(Backend):
             "threads": "default" if self.threads is None else str(self.threads),
             "openvino": self.version,
         }
+        for key in ("INFERENCE_NUM_THREADS", "NUM_STREAMS"):  # what the plugin chose
+            try:
+                described[key.lower()] = str(self.compiled.get_property(key))
+            except Exception:  # noqa: BLE001, S112 - a plugin without the property
+                continue
+        return described

@@ -39,9 +39,12 @@ class TorchBackend(Backend):
     def open(cls, directory: Path, metadata: ArtifactMetadata, *, device: str = "cpu", **options: Any) -> TorchBackend:
         model = load_model(directory, metadata)
         precision = Precision(options.pop("precision", metadata.precision))
+        threads = options.pop("threads", None)
         if options:
-            msg = f"the torch runtime takes no options {sorted(options)}"
+            msg = f"the torch runtime takes the options device, precision and threads, not {sorted(options)}"
             raise RuntimeMismatchError(msg)
+        if threads is not None:
+            torch.set_num_threads(int(threads))  # torch's intra-op pool is per process: this sets it for the process
         return cls(model, device=device, precision=precision)
 
     @torch.inference_mode()

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.importorskip("pytest_benchmark", reason="the benchmarks need the dev extra (pytest-benchmark)")
+
 from fractalad_edge.data.images import read_image
 from fractalad_edge.preprocess import prepare_batch
 from fractalad_edge.synth.anomaly import FractalAnomalyGenerator, SynthConfig
