@@ -68,6 +68,19 @@ class LrSchedule(str, Enum):
     cosine = "cosine"
 
 
+class TrainMethod(str, Enum):
+    fractalad = "fractalad"
+    memory = "memory"
+    fused = "fused"
+
+
+class Fusion(str, Enum):
+    mean = "mean"
+    max = "max"
+    noisy_or = "noisy-or"
+    weighted = "weighted"
+
+
 class Reduction(str, Enum):
     mean = "mean"
     max = "max"
@@ -111,8 +124,18 @@ def train(
     workers: int = typer.Option(0, help="DataLoader worker processes for anomaly generation."),
     resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
     snapshot_every: Optional[int] = typer.Option(None, help="Also keep the weights every N steps (snapshots/)."),
+    method: TrainMethod = typer.Option(
+        TrainMethod.fractalad,
+        help="fractalad (train the head), memory (nearest-neighbour memory, no training) or fused (both; see README).",
+    ),
+    memory_size: Optional[int] = typer.Option(None, help="memory/fused: memory rows (coreset size). Default 16000."),
+    memory_fraction: Optional[float] = typer.Option(None, help="memory/fused: memory size as a fraction of the candidate patches."),
+    memory_channels: Optional[int] = typer.Option(None, help="memory/fused: reduce patch vectors to N channels (fixed random projection)."),
+    fusion: Fusion = typer.Option(Fusion.mean, help="fused: how the normalised branch maps combine."),
+    holdout: float = typer.Option(0.2, help="memory/fused: share of normal images kept out of the memory to fit normalisation and thresholds."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="fused: add the memory to this trained FractalAD run instead of training one."),
 ) -> None:
-    """Train FractalAD on normal images only (synthetic fractal anomalies)."""
+    """Train FractalAD on normal images only (synthetic fractal anomalies), or build a memory (--method)."""
     from fractalad_edge.artifact import ScoreSpec
     from fractalad_edge.data.categories import category_defaults
     from fractalad_edge.data.datasets import category_name
@@ -121,6 +144,18 @@ def train(
     from fractalad_edge.train.config import TrainConfig, steps_for_epochs
     from fractalad_edge.train.loop import train as run_training
 
+    if method is not TrainMethod.fractalad:
+        _build_memory_command(
+            method=method, data=data, out=out, init_from=init_from, memory_size=memory_size, memory_fraction=memory_fraction,
+            memory_channels=memory_channels, fusion=fusion, holdout=holdout, seed=seed, backbone=backbone,
+            backbone_weights=backbone_weights, input_size=input_size, score=score, object_placement=object_placement,
+            train_first=None if init_from is not None or method is TrainMethod.memory else dict(
+                preset=preset, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+                head_channels=head_channels, kd=kd, device=device, bf16=bf16, workers=workers, resume=resume,
+                snapshot_every=snapshot_every,
+            ),
+        )
+        return
     schedule = PRESETS[preset]
     batch = batch_size or schedule["batch_size"]
     if steps is not None and epochs is not None:
@@ -163,6 +198,46 @@ def train(
     else:
         done = f"nothing to train: the checkpoint is already at step {result.steps}; model rewritten"
     typer.echo(f"{done}; model in {out}\nnext: fractalad-edge eval {out} --data {data}")
+
+
+def _build_memory_command(
+    *, method: TrainMethod, data: Path, out: Path, init_from: Optional[Path], memory_size: Optional[int],
+    memory_fraction: Optional[float], memory_channels: Optional[int], fusion: Fusion, holdout: float, seed: int,
+    backbone: str, backbone_weights: Optional[Path], input_size: int, score: Reduction, object_placement: Optional[bool],
+    train_first: Optional[dict[str, Any]],
+) -> None:
+    """``train --method memory|fused``: build the memory (fused: on a FractalAD run, trained first unless --init-from)."""
+    from fractalad_edge.artifact import ScoreSpec
+    from fractalad_edge.data.categories import category_defaults
+    from fractalad_edge.data.datasets import category_name
+    from fractalad_edge.train.memory import MemoryBuildConfig, build_memory
+
+    config = MemoryBuildConfig(
+        method=method.value, backbone=backbone, input_size=input_size, channels=memory_channels, fusion=fusion.value,
+        size=memory_size if memory_size is not None or memory_fraction is not None else MemoryBuildConfig().size,
+        fraction=memory_fraction, holdout_fraction=holdout, seed=seed, score=ScoreSpec(reduction=score.value),
+    )
+    placement = category_defaults(category_name(data)).object_placement if object_placement is None else object_placement
+    if train_first is not None:
+        # fused without --init-from: train the FractalAD head as usual, then add the memory to that run
+        head_run = out / "fractalad"
+        train(data=data, out=head_run, seed=seed, backbone=backbone, backbone_weights=backbone_weights,
+              input_size=input_size, score=score, object_placement=object_placement, method=TrainMethod.fractalad,
+              memory_size=None, memory_fraction=None, memory_channels=None, fusion=fusion, holdout=holdout, init_from=None,
+              **train_first)
+        init_from = head_run
+    typer.echo(
+        f"building a {method.value} memory from {data} ({'on ' + str(init_from) if init_from else 'teacher ' + backbone}; "
+        f"{'size ' + str(config.size) if config.size else 'fraction ' + str(config.fraction)}, held out {holdout:.0%})"
+    )
+    result = build_memory(
+        config, data, out, init_from=init_from, backbone_weights=backbone_weights, object_placement=placement
+    )
+    typer.echo(
+        f"done: memory of {result.size} patches ({result.memory_mb:.1f} MB) chosen from {result.candidates} candidates of "
+        f"{result.memory_images} images ({result.holdout_images} held out) in {result.seconds:.0f} s; model in {out}\n"
+        f"next: fractalad-edge eval {out} --data {data}"
+    )
 
 
 @app.command("eval")

@@ -324,6 +324,9 @@ def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[P
         )
         raise CalibrationError(msg)
     synth = config.get("train", {}).get("synth", {}) if isinstance(config.get("train"), dict) else {}
+    if calib_data is None and config.get("holdout"):
+        # a memory model: images in the memory score near zero, so calibrate on the held-out ones
+        return [Path(p) for p in config["holdout"]], bool(synth.get("object_placement", False))
     return find_training_images(folder), bool(synth.get("object_placement", False))
 
 

@@ -1,0 +1,271 @@
+"""The nearest-neighbour memory branch: teacher patch features scored against a memory of normal patches.
+
+Training-free (PatchCore's idea on this package's own frozen teacher): a test patch scores
+its distance to the nearest patch vector kept from the normal training images. Everything
+the branch needs at inference is a buffer of this module (the optional channel-reduction
+matrix, the memory bank and its squared norms, the fusion statistics), so it lives in the
+weights file and is covered by the artifact's sha256.
+
+The search is written as plain ops every exporter maps one to one: squared distances as
+``|x|^2 - 2 x M^T + |m|^2`` (one MatMul plus norms), then ReduceMin (or TopK for k > 1),
+so the same graph runs in torch, ONNX Runtime, OpenVINO and TensorRT.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fractalad_edge.errors import ConfigError
+
+__all__ = ["FusionRule", "FusionStats", "MemoryBranch", "MemoryConfig", "Method", "fuse_maps"]
+
+
+class Method(str, Enum):
+    """What a model scores with: the FractalAD head, the memory branch, or both fused."""
+
+    FRACTALAD = "fractalad"
+    MEMORY = "memory"
+    FUSED = "fused"
+
+
+class FusionRule(str, Enum):
+    """How the two normalised branch maps become one (see :func:`fuse_maps`)."""
+
+    MEAN = "mean"
+    MAX = "max"
+    NOISY_OR = "noisy-or"
+    WEIGHTED = "weighted"
+
+
+#: tail model of :attr:`FusionRule.NOISY_OR`: a normalised value of 1 (the normals' upper
+#: percentile) is a tail probability of 1/1000 of being normal
+_TAIL_RATE = math.log(1000.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionStats:
+    """Per-branch normalisation ``z = (v - low) / (high - low)`` and the weights of the weighted rule.
+
+    ``low``/``high`` are percentiles of each branch's pixel values on held-out normal images
+    (head: logits; memory: distances); weights come from each branch's separation on
+    synthetic anomalies divided by its spread on normals, scaled to sum to 1.
+    """
+
+    head_low: float = 0.0
+    head_high: float = 1.0
+    memory_low: float = 0.0
+    memory_high: float = 1.0
+    head_weight: float = 0.5
+    memory_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        values = [getattr(self, f.name) for f in fields(self)]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            msg = f"fusion statistics must be finite numbers, got {values}"
+            raise ConfigError(msg)
+        if self.head_high <= self.head_low or self.memory_high <= self.memory_low:
+            msg = f"fusion statistics need high > low per branch, got {self}; rebuild the memory with more held-out images"
+            raise ConfigError(msg)
+        if self.head_weight < 0 or self.memory_weight < 0 or self.head_weight + self.memory_weight <= 0:
+            msg = f"fusion weights must be >= 0 and not both 0, got {self.head_weight} and {self.memory_weight}"
+            raise ConfigError(msg)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoryConfig:
+    """Architecture of the memory branch; saved in ``metadata.json`` under ``model.memory``.
+
+    ``strides``: teacher stages read (their outputs are pooled, brought to the finest of
+    them and concatenated). ``pool``: neighbourhood (average pooling) size. ``channels``:
+    width after a fixed random projection (None: no reduction). ``size``: rows of the memory
+    bank (set by the builder). ``k``: neighbours averaged per patch. ``blur_sigma``: Gaussian
+    smoothing of the map at input size (0: none).
+    """
+
+    strides: tuple[int, ...] = (8, 16)
+    pool: int = 3
+    channels: int | None = None
+    size: int = 1
+    k: int = 1
+    blur_sigma: float = 4.0
+    fusion: FusionRule = FusionRule.MEAN
+    stats: FusionStats = FusionStats()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strides", tuple(self.strides))
+        try:
+            object.__setattr__(self, "fusion", FusionRule(self.fusion))
+        except ValueError:
+            allowed = ", ".join(repr(r.value) for r in FusionRule)
+            msg = f"fusion rule must be one of {allowed}, got {self.fusion!r}"
+            raise ConfigError(msg) from None
+        if isinstance(self.stats, Mapping):
+            object.__setattr__(self, "stats", FusionStats(**self.stats))
+        ints = {"pool": self.pool, "size": self.size, "k": self.k, **({"channels": self.channels} if self.channels is not None else {})}
+        for name, value in ints.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                msg = f"memory {name} must be an int >= 1, got {value!r}"
+                raise ConfigError(msg)
+        if self.pool % 2 == 0:
+            msg = f"memory pool must be odd (a centred neighbourhood), got {self.pool}; e.g. 3"
+            raise ConfigError(msg)
+        if not self.strides or any(isinstance(s, bool) or not isinstance(s, int) for s in self.strides):
+            msg = f"memory strides must be a non-empty tuple of ints, got {self.strides!r}; e.g. (8, 16)"
+            raise ConfigError(msg)
+        if self.k > self.size:
+            msg = f"memory k={self.k} exceeds the memory size {self.size}; use k <= size"
+            raise ConfigError(msg)
+        if not (isinstance(self.blur_sigma, (int, float)) and 0.0 <= self.blur_sigma <= 32.0):
+            msg = f"memory blur_sigma must be in [0, 32], got {self.blur_sigma!r}; e.g. 4"
+            raise ConfigError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["strides"] = list(self.strides)
+        data["fusion"] = self.fusion.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MemoryConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            msg = f"Unknown memory config keys {unknown}; allowed keys: {sorted(known)}"
+            raise ConfigError(msg)
+        return cls(**{**data, "strides": tuple(data.get("strides", (8, 16)))})
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, int(round(4.0 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+class MemoryBranch(nn.Module):
+    """Teacher features -> per-pixel nearest-neighbour distance map ``(B, 1, S, S)``.
+
+    Buffers: ``projection`` (D, channels) when channels are reduced, ``bank`` (size, C) and
+    ``bank_sqnorm`` (size,). A freshly built branch holds zeros; :meth:`set_bank` fills it.
+    """
+
+    def __init__(self, config: MemoryConfig, *, stage_channels: Sequence[int], stage_strides: Sequence[int], input_size: int) -> None:
+        super().__init__()
+        missing = [s for s in config.strides if s not in stage_strides]
+        if missing:
+            msg = f"memory strides {list(config.strides)} are not all teacher strides {list(stage_strides)}; choose from those"
+            raise ConfigError(msg)
+        self.config = config
+        self.input_size = input_size
+        self.stage_indices = tuple(list(stage_strides).index(s) for s in config.strides)
+        self.grid = input_size // min(config.strides)
+        self.feature_dim = sum(stage_channels[i] for i in self.stage_indices)
+        width = config.channels or self.feature_dim
+        if config.channels is not None:
+            generator = torch.Generator().manual_seed(0)
+            projection = torch.randn(self.feature_dim, config.channels, generator=generator) / math.sqrt(config.channels)
+            self.register_buffer("projection", projection)
+        else:
+            self.projection = None
+        self.register_buffer("bank", torch.zeros(config.size, width))
+        self.register_buffer("bank_sqnorm", torch.zeros(config.size))
+        if config.blur_sigma > 0:
+            kernel = _gaussian_kernel(config.blur_sigma)
+            self.register_buffer("blur_kernel", kernel, persistent=False)
+        else:
+            self.blur_kernel = None
+
+    @property
+    def width(self) -> int:
+        """Width of a memory vector (after channel reduction)."""
+        return int(self.bank.shape[1])
+
+    def patch_features(self, teacher_features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Pooled, concatenated (and projected) patch vectors ``(B, grid*grid, C)``."""
+        pool = self.config.pool
+        maps = []
+        for index in self.stage_indices:
+            feature = teacher_features[index].float()
+            if pool > 1:
+                feature = F.avg_pool2d(feature, pool, stride=1, padding=pool // 2, count_include_pad=False)
+            if feature.shape[-1] != self.grid:
+                feature = F.interpolate(feature, size=(self.grid, self.grid), mode="bilinear", align_corners=False)
+            maps.append(feature)
+        stacked = torch.cat(maps, dim=1)
+        vectors = stacked.flatten(2).transpose(1, 2)  # (B, HW, D)
+        if self.projection is not None:
+            vectors = torch.matmul(vectors, self.projection)
+        return vectors
+
+    def set_bank(self, bank: torch.Tensor) -> None:
+        """Fill the memory with ``bank`` (size, C) vectors, as :meth:`patch_features` makes them."""
+        if tuple(bank.shape) != tuple(self.bank.shape):
+            msg = f"memory bank of shape {tuple(bank.shape)} does not fit this branch's {tuple(self.bank.shape)}"
+            raise ConfigError(msg)
+        self.bank.copy_(bank.float())
+        self.bank_sqnorm.copy_(bank.float().pow(2).sum(dim=1))
+
+    def distances(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Distance of each vector ``(B, P, C)`` to its nearest (k-mean) memory rows: ``(B, P)``."""
+        sq = vectors.pow(2).sum(dim=2, keepdim=True)  # (B, P, 1)
+        d2 = sq - 2.0 * torch.matmul(vectors, self.bank.t()) + self.bank_sqnorm  # one MatMul plus norms
+        if self.config.k == 1:
+            nearest = d2.min(dim=2).values  # ReduceMin
+            return nearest.clamp_min(0.0).sqrt()
+        nearest = torch.topk(d2, self.config.k, dim=2, largest=False).values  # TopK
+        return nearest.clamp_min(0.0).sqrt().mean(dim=2)
+
+    def forward(self, teacher_features: Sequence[torch.Tensor]) -> torch.Tensor:
+        batch = teacher_features[0].shape[0]
+        distance = self.distances(self.patch_features(teacher_features))
+        grid = distance.reshape(batch, 1, self.grid, self.grid)
+        full = F.interpolate(grid, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return self.blur(full)
+
+    def blur(self, x: torch.Tensor) -> torch.Tensor:
+        """Separable Gaussian smoothing, replicate-padded (two 1-D convolutions)."""
+        if self.blur_kernel is None:
+            return x
+        radius = self.blur_kernel.numel() // 2
+        horizontal = self.blur_kernel.view(1, 1, 1, -1)
+        vertical = self.blur_kernel.view(1, 1, -1, 1)
+        x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), horizontal)
+        return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), vertical)
+
+
+def normalise(values: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """``(v - low) / (high - low)``: 0 at the normals' median, 1 at their upper tail."""
+    return (values - low) / (high - low)
+
+
+def fuse_maps(head_logits: torch.Tensor, memory_distances: torch.Tensor, config: MemoryConfig) -> torch.Tensor:
+    """One map from both branches, in a space that keeps its spread (no sigmoid).
+
+    Each branch is normalised on held-out normals (:class:`FusionStats`), then:
+    ``mean``: their average; ``max``: the larger; ``weighted``: the weighted sum;
+    ``noisy-or``: with each branch's tail modelled as exponential (normalised value 1 =
+    probability 1/1000 of a normal pixel reaching it), the noisy-OR of the two anomaly
+    probabilities, reported as ``-log(P(both normal)) / log(1000)`` so it never saturates.
+    """
+    stats = config.stats
+    head = normalise(head_logits, stats.head_low, stats.head_high)
+    memory = normalise(memory_distances, stats.memory_low, stats.memory_high)
+    rule = config.fusion
+    if rule is FusionRule.MEAN:
+        return 0.5 * (head + memory)
+    if rule is FusionRule.MAX:
+        return torch.maximum(head, memory)
+    if rule is FusionRule.WEIGHTED:
+        total = stats.head_weight + stats.memory_weight
+        return (stats.head_weight * head + stats.memory_weight * memory) / total
+    # noisy-OR: -log survival of a branch = relu(rate * z + log 2) (median -> survival 1/2)
+    log_two = math.log(2.0)
+    return (F.relu(_TAIL_RATE * head + log_two) + F.relu(_TAIL_RATE * memory + log_two)) / _TAIL_RATE
