@@ -24,7 +24,9 @@ from typing import Any
 
 from fractalad_edge.errors import ArtifactError, ArtifactIntegrityError, ConfigError, SchemaVersionError
 
-SCHEMA_VERSION = 1
+#: 2: ``model`` may carry ``method`` and ``memory`` (the memory branch, models/memory.py); a
+#: version-1 file has neither and reads as method ``fractalad``.
+SCHEMA_VERSION = 2
 METADATA_FILENAME = "metadata.json"
 
 

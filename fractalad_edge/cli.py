@@ -265,7 +265,7 @@ def evaluate(
 
     report = dataclasses.replace(report, overlays=written)
     write_report(report, out)
-    typer.echo(markdown_table([report]))
+    typer.echo(f"method: {report.method}\n" + markdown_table([report]))
     typer.echo(f"report: {out / 'report.md'}, {out / 'metrics.json'}; overlays: {out / 'overlays'}")
 
 

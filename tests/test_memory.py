@@ -223,3 +223,25 @@ def test_cli_bad_memory_size_is_one_line(normal_images_dir: Path, tmp_path: Path
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "lower --memory-size" in lines[0]
+
+
+def test_tensorrt_reduced_precision_is_refused_for_memory(memory_run: Path, tmp_path: Path) -> None:
+    from fractalad_edge.errors import ExportError
+    from fractalad_edge.export.pipeline import ExportOptions, export_model
+
+    with pytest.raises(ExportError, match="float32"):
+        export_model(memory_run, format="tensorrt", out=tmp_path / "trt", options=ExportOptions(precision="fp16"), progress=None)
+    assert not (tmp_path / "trt").exists()
+
+
+def test_schema_1_artifacts_read_as_fractalad(tiny_run: Path, tmp_path: Path) -> None:
+    from fractalad_edge.models.fractalad import ModelConfig
+
+    copy = tmp_path / "old"
+    shutil.copytree(tiny_run, copy)
+    data = json.loads((copy / "metadata.json").read_text())
+    data["schema_version"] = 1
+    (copy / "metadata.json").write_text(json.dumps(data))
+    metadata = read_metadata(copy)
+    assert "method" not in metadata.model
+    assert ModelConfig.from_dict(dict(metadata.model)).method is Method.FRACTALAD

@@ -146,6 +146,7 @@ def export_model(
             "pass the folder written by 'fractalad-edge train'"
         )
         raise ExportError(msg)
+    _check_method(spec, options.precision, run_metadata)
     paths, object_placement = _calibration_sources(run_dir, options.calib_data)
     calibration, validation = build_calibration_sets(
         paths,
@@ -337,6 +338,21 @@ def _load_model(run_dir: Path, metadata: ArtifactMetadata):  # noqa: ANN202 - Fr
     model = build_model(ModelConfig.from_dict(dict(metadata.model)), pretrained_teacher=False)
     load_model_weights(model, run_dir / MODEL_FILENAME)
     return model.eval()
+
+
+def _check_method(spec: FormatSpec, precision: Precision, run_metadata: ArtifactMetadata) -> None:
+    """The memory search needs float32: squared distances are differences of large squared norms.
+
+    ONNX Runtime and OpenVINO keep it in float by graph region (quantize.FloatRegion.MEMORY);
+    a TensorRT engine built in fp16 or int8 would run it in reduced precision.
+    """
+    method = run_metadata.model.get("method", "fractalad")
+    if method != "fractalad" and spec.format is ModelFormat.TENSORRT and precision is not Precision.FP32:
+        msg = (
+            f"a {method!r} model cannot run as a TensorRT {precision.value} engine (its nearest-neighbour search needs "
+            "float32); export it to tensorrt with --precision fp32, or to openvino/onnx for int8"
+        )
+        raise ExportError(msg)
 
 
 def _check_destination(out: Path, run_dir: Path) -> None:
