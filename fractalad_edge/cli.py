@@ -210,7 +210,7 @@ def _build_memory_command(
     from fractalad_edge.artifact import ScoreSpec
     from fractalad_edge.data.categories import category_defaults
     from fractalad_edge.data.datasets import category_name
-    from fractalad_edge.train.memory import MemoryBuildConfig, build_memory
+    from fractalad_edge.train.memory import MemoryBuildConfig, build_memory, check_memory_request
 
     config = MemoryBuildConfig(
         method=method.value, backbone=backbone, input_size=input_size, channels=memory_channels, fusion=fusion.value,
@@ -218,6 +218,7 @@ def _build_memory_command(
         fraction=memory_fraction, holdout_fraction=holdout, seed=seed, score=ScoreSpec(reduction=score.value),
     )
     placement = category_defaults(category_name(data)).object_placement if object_placement is None else object_placement
+    check_memory_request(config, data)
     if train_first is not None:
         # fused without --init-from: train the FractalAD head as usual, then add the memory to that run
         head_run = out / "fractalad"

@@ -245,3 +245,15 @@ def test_schema_1_artifacts_read_as_fractalad(tiny_run: Path, tmp_path: Path) ->
     metadata = read_metadata(copy)
     assert "method" not in metadata.model
     assert ModelConfig.from_dict(dict(metadata.model)).method is Method.FRACTALAD
+
+
+def test_fused_cli_checks_the_memory_before_training(normal_images_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fractalad_edge.cli import app
+
+    out = tmp_path / "r"
+    result = CliRunner().invoke(app, ["train", "--method", "fused", "--data", str(normal_images_dir), "--out", str(out),
+                                      "--input-size", str(TINY), "--steps", "1", "--memory-size", "999999"])
+    assert result.exit_code == 2 and "lower --memory-size" in result.output
+    assert not out.exists()

@@ -185,6 +185,28 @@ def estimate_build_bytes(num_images: int, grid: int, feature_dim: int, candidate
     return 4 * (patches * width + pool * (width + 64 + 2) + size * (width + 1) + batch * grid * grid * size) + 4 * num_images * 256 * 256 * 3
 
 
+def check_memory_size(config: MemoryBuildConfig, num_memory_images: int) -> tuple[int, int, int]:
+    """``(grid, candidate rows, memory rows)``; refuses a memory larger than its candidates."""
+    grid = config.input_size // min(config.strides)
+    patches = num_memory_images * grid * grid
+    pool_rows = min(patches, config.candidates)
+    size = config.size if config.size is not None else max(config.k, int(round(config.fraction * pool_rows)))
+    if size > pool_rows or size < config.k:
+        msg = (
+            f"a memory of {size} patches needs at least that many candidates, but {num_memory_images} memory images give "
+            f"{patches} patches ({grid}x{grid} each; candidate pool {pool_rows}); add normal images or lower --memory-size "
+            f"to <= {pool_rows}"
+        )
+        raise DatasetError(msg)
+    return grid, pool_rows, size
+
+
+def check_memory_request(config: MemoryBuildConfig, data: str | Path) -> None:
+    """The checks that need no image decoded, run before a ``fused`` head is trained."""
+    memory_paths, _ = _split(find_training_images(data), config.holdout_fraction, config.seed)
+    check_memory_size(config, len(memory_paths))
+
+
 def _read_images(paths: Sequence[Path]) -> list[np.ndarray]:
     images = [read_image(p) for p in paths]
     shapes = {img.shape[:2] for img in images}
@@ -295,22 +317,12 @@ def build_memory(
     images = _read_images(paths)
     by_path = dict(zip(paths, images))
 
-    grid = config.input_size // min(config.strides)
+    grid, pool_rows, size = check_memory_size(config, len(memory_paths))
     probe = MemoryConfig(strides=config.strides, pool=config.pool, channels=config.channels, k=config.k, size=config.k,
                          blur_sigma=config.blur_sigma, fusion=config.fusion)
     probe_model = FractalAD(dataclasses.replace(base_config, method=Method.MEMORY, memory=probe), pretrained_teacher=False)
     width = probe_model.memory.width
     feature_dim = probe_model.memory.feature_dim
-    patches = len(memory_paths) * grid * grid
-    pool_rows = min(patches, config.candidates)
-    size = config.size if config.size is not None else max(config.k, int(round(config.fraction * pool_rows)))
-    if size > pool_rows or size < config.k:
-        msg = (
-            f"a memory of {size} patches needs at least that many candidates, but {len(memory_paths)} memory images give "
-            f"{patches} patches ({grid}x{grid} each; candidate pool {pool_rows}); add normal images or lower --memory-size "
-            f"to <= {pool_rows}"
-        )
-        raise DatasetError(msg)
     needed = estimate_build_bytes(len(paths), grid, max(width, feature_dim), config.candidates, size, width, config.batch_size)
     available = available_memory_bytes()
     if available is not None and needed > available:
