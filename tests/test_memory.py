@@ -257,3 +257,12 @@ def test_fused_cli_checks_the_memory_before_training(normal_images_dir: Path, tm
                                       "--input-size", str(TINY), "--steps", "1", "--memory-size", "999999"])
     assert result.exit_code == 2 and "lower --memory-size" in result.output
     assert not out.exists()
+
+
+def test_macs_count_the_memory_search(memory_run: Path) -> None:
+    from fractalad_edge.bench.flops import count_artifact_macs
+
+    macs = count_artifact_macs(memory_run)
+    grid = TINY // 8
+    assert macs.by_type["memory"] >= grid * grid * 120 * 32  # patches x memory rows x width
+    assert macs.total > macs.by_type["memory"]

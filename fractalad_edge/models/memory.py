@@ -205,6 +205,16 @@ class MemoryBranch(nn.Module):
             vectors = torch.matmul(vectors, self.projection)
         return vectors
 
+    def macs(self) -> int:
+        """Multiply-accumulates per image: projection, the search MatMul and norms, and the blur."""
+        patches = self.grid * self.grid
+        total = patches * self.bank.shape[0] * self.width + patches * self.width
+        if self.projection is not None:
+            total += patches * self.feature_dim * self.width
+        if self.blur_kernel is not None:
+            total += 2 * self.input_size * self.input_size * self.blur_kernel.numel()
+        return int(total)
+
     def set_bank(self, bank: torch.Tensor) -> None:
         """Fill the memory with ``bank`` (size, C) vectors, as :meth:`patch_features` makes them."""
         if tuple(bank.shape) != tuple(self.bank.shape):
