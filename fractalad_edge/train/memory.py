@@ -150,18 +150,28 @@ def greedy_coreset(
         projection = torch.randn(x.shape[1], projection_dim, generator=generator) / math.sqrt(projection_dim)
         x = x @ projection
     sqnorm = x.pow(2).sum(dim=1)
+    columns = x.t().contiguous()  # (dim, n): a row vector times this streams memory once per pick
     chosen = torch.empty(size, dtype=torch.long)
     radius = torch.empty(size)
     current = int(torch.randint(n, (1,), generator=generator))
     nearest = torch.full((n,), float("inf"))
-    for pick in range(size):
-        chosen[pick] = current
-        d2 = (sqnorm - 2.0 * (x @ x[current]) + sqnorm[current]).clamp_min_(0.0)
-        torch.minimum(nearest, d2, out=nearest)
-        current = int(torch.argmax(nearest))
-        radius[pick] = nearest[current].sqrt()
-        if progress is not None:
-            progress(pick + 1)
+    d2 = torch.empty(1, n)
+    threads = torch.get_num_threads()
+    # One pick is a few small passes over n floats: on a shared 2-core CPU a second OpenMP
+    # thread made it 2.4x slower (docs/experiments/memory-method.md), so the loop runs on one.
+    torch.set_num_threads(1)
+    try:
+        for pick in range(size):
+            chosen[pick] = current
+            torch.matmul(x[current].unsqueeze(0), columns, out=d2)
+            d2.mul_(-2.0).add_(sqnorm).add_(sqnorm[current])
+            torch.minimum(nearest, d2[0], out=nearest)
+            current = int(torch.argmax(nearest))
+            radius[pick] = nearest[current].clamp_min(0.0).sqrt()
+            if progress is not None:
+                progress(pick + 1)
+    finally:
+        torch.set_num_threads(threads)
     return chosen, radius
 
 
