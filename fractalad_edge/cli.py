@@ -131,6 +131,10 @@ def train(
     memory_size: Optional[int] = typer.Option(None, help="memory/fused: memory rows (coreset size). Default 16000."),
     memory_fraction: Optional[float] = typer.Option(None, help="memory/fused: memory size as a fraction of the candidate patches."),
     memory_channels: Optional[int] = typer.Option(None, help="memory/fused: reduce patch vectors to N channels (fixed random projection)."),
+    memory_strides: str = typer.Option("8,16", help="memory/fused: teacher strides whose features are concatenated."),
+    memory_grid_stride: Optional[int] = typer.Option(None, help="memory/fused: stride of the patches compared (default: finest of --memory-strides)."),
+    memory_pool: int = typer.Option(3, help="memory/fused: neighbourhood (average pooling) size."),
+    memory_k: int = typer.Option(1, help="memory/fused: nearest neighbours averaged per patch."),
     fusion: Fusion = typer.Option(Fusion.mean, help="fused: how the normalised branch maps combine."),
     holdout: float = typer.Option(0.2, help="memory/fused: share of normal images kept out of the memory to fit normalisation and thresholds."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="fused: add the memory to this trained FractalAD run instead of training one."),
@@ -147,7 +151,8 @@ def train(
     if method is not TrainMethod.fractalad:
         _build_memory_command(
             method=method, data=data, out=out, init_from=init_from, memory_size=memory_size, memory_fraction=memory_fraction,
-            memory_channels=memory_channels, fusion=fusion, holdout=holdout, seed=seed, backbone=backbone,
+            memory_channels=memory_channels, memory_strides=memory_strides, memory_grid_stride=memory_grid_stride,
+            memory_pool=memory_pool, memory_k=memory_k, fusion=fusion, holdout=holdout, seed=seed, backbone=backbone,
             backbone_weights=backbone_weights, input_size=input_size, score=score, object_placement=object_placement,
             train_first=None if init_from is not None or method is TrainMethod.memory else dict(
                 preset=preset, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
@@ -202,7 +207,8 @@ def train(
 
 def _build_memory_command(
     *, method: TrainMethod, data: Path, out: Path, init_from: Optional[Path], memory_size: Optional[int],
-    memory_fraction: Optional[float], memory_channels: Optional[int], fusion: Fusion, holdout: float, seed: int,
+    memory_fraction: Optional[float], memory_channels: Optional[int], memory_strides: str, memory_grid_stride: Optional[int],
+    memory_pool: int, memory_k: int, fusion: Fusion, holdout: float, seed: int,
     backbone: str, backbone_weights: Optional[Path], input_size: int, score: Reduction, object_placement: Optional[bool],
     train_first: Optional[dict[str, Any]],
 ) -> None:
@@ -212,8 +218,14 @@ def _build_memory_command(
     from fractalad_edge.data.datasets import category_name
     from fractalad_edge.train.memory import MemoryBuildConfig, build_memory, check_memory_request
 
+    try:
+        strides = tuple(int(v) for v in memory_strides.split(",") if v.strip())
+    except ValueError:
+        _echo_err(f"--memory-strides must be comma-separated integers such as 8,16, got {memory_strides!r}")
+        raise typer.Exit(code=2) from None
     config = MemoryBuildConfig(
         method=method.value, backbone=backbone, input_size=input_size, channels=memory_channels, fusion=fusion.value,
+        strides=strides, grid_stride=memory_grid_stride, pool=memory_pool, k=memory_k,
         size=memory_size if memory_size is not None or memory_fraction is not None else MemoryBuildConfig().size,
         fraction=memory_fraction, holdout_fraction=holdout, seed=seed, score=ScoreSpec(reduction=score.value),
     )
@@ -224,7 +236,8 @@ def _build_memory_command(
         head_run = out / "fractalad"
         train(data=data, out=head_run, seed=seed, backbone=backbone, backbone_weights=backbone_weights,
               input_size=input_size, score=score, object_placement=object_placement, method=TrainMethod.fractalad,
-              memory_size=None, memory_fraction=None, memory_channels=None, fusion=fusion, holdout=holdout, init_from=None,
+              memory_size=None, memory_fraction=None, memory_channels=None, memory_strides=memory_strides,
+              memory_grid_stride=None, memory_pool=memory_pool, memory_k=memory_k, fusion=fusion, holdout=holdout, init_from=None,
               **train_first)
         init_from = head_run
     typer.echo(

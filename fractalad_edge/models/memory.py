@@ -83,14 +83,17 @@ class FusionStats:
 class MemoryConfig:
     """Architecture of the memory branch; saved in ``metadata.json`` under ``model.memory``.
 
-    ``strides``: teacher stages read (their outputs are pooled, brought to the finest of
-    them and concatenated). ``pool``: neighbourhood (average pooling) size. ``channels``:
+    ``strides``: teacher stages read (their outputs are pooled, brought to one grid and
+    concatenated). ``grid_stride``: the stride of that grid, i.e. of the patches compared
+    (None: the finest of ``strides``; a coarser grid cuts the search's cost by its square).
+    ``pool``: neighbourhood (average pooling) size. ``channels``:
     width after a fixed random projection (None: no reduction). ``size``: rows of the memory
     bank (set by the builder). ``k``: neighbours averaged per patch. ``blur_sigma``: Gaussian
     smoothing of the map at input size (0: none).
     """
 
     strides: tuple[int, ...] = (8, 16)
+    grid_stride: int | None = None
     pool: int = 3
     channels: int | None = None
     size: int = 1
@@ -109,7 +112,8 @@ class MemoryConfig:
             raise ConfigError(msg) from None
         if isinstance(self.stats, Mapping):
             object.__setattr__(self, "stats", FusionStats(**self.stats))
-        ints = {"pool": self.pool, "size": self.size, "k": self.k, **({"channels": self.channels} if self.channels is not None else {})}
+        ints = {"pool": self.pool, "size": self.size, "k": self.k, **({"channels": self.channels} if self.channels is not None else {}),
+                **({"grid_stride": self.grid_stride} if self.grid_stride is not None else {})}
         for name, value in ints.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"memory {name} must be an int >= 1, got {value!r}"
@@ -166,7 +170,11 @@ class MemoryBranch(nn.Module):
         self.config = config
         self.input_size = input_size
         self.stage_indices = tuple(list(stage_strides).index(s) for s in config.strides)
-        self.grid = input_size // min(config.strides)
+        grid_stride = config.grid_stride or min(config.strides)
+        if input_size % grid_stride:
+            msg = f"memory grid_stride {grid_stride} must divide the input size {input_size}; e.g. 8 or 16"
+            raise ConfigError(msg)
+        self.grid = input_size // grid_stride
         self.feature_dim = sum(stage_channels[i] for i in self.stage_indices)
         width = config.channels or self.feature_dim
         if config.channels is not None:

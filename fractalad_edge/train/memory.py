@@ -51,6 +51,7 @@ class MemoryBuildConfig:
     backbone: str = "efficientnet_lite0"
     input_size: int = 256
     strides: tuple[int, ...] = (8, 16)
+    grid_stride: int | None = None
     pool: int = 3
     channels: int | None = None
     k: int = 1
@@ -78,7 +79,7 @@ class MemoryBuildConfig:
         object.__setattr__(self, "strides", tuple(self.strides))
         # validates fusion/strides/pool/channels/k/blur the same way the model will
         object.__setattr__(self, "fusion", MemoryConfig(
-            strides=self.strides, pool=self.pool, channels=self.channels, k=self.k, size=max(self.k, 1),
+            strides=self.strides, grid_stride=self.grid_stride, pool=self.pool, channels=self.channels, k=self.k, size=max(self.k, 1),
             blur_sigma=self.blur_sigma, fusion=self.fusion,
         ).fusion)
         if self.size is None and self.fraction is None:
@@ -197,7 +198,7 @@ def estimate_build_bytes(num_images: int, grid: int, feature_dim: int, candidate
 
 def check_memory_size(config: MemoryBuildConfig, num_memory_images: int) -> tuple[int, int, int]:
     """``(grid, candidate rows, memory rows)``; refuses a memory larger than its candidates."""
-    grid = config.input_size // min(config.strides)
+    grid = config.input_size // (config.grid_stride or min(config.strides))
     patches = num_memory_images * grid * grid
     pool_rows = min(patches, config.candidates)
     size = config.size if config.size is not None else max(config.k, int(round(config.fraction * pool_rows)))
@@ -328,7 +329,7 @@ def build_memory(
     by_path = dict(zip(paths, images))
 
     grid, pool_rows, size = check_memory_size(config, len(memory_paths))
-    probe = MemoryConfig(strides=config.strides, pool=config.pool, channels=config.channels, k=config.k, size=config.k,
+    probe = MemoryConfig(strides=config.strides, grid_stride=config.grid_stride, pool=config.pool, channels=config.channels, k=config.k, size=config.k,
                          blur_sigma=config.blur_sigma, fusion=config.fusion)
     probe_model = FractalAD(dataclasses.replace(base_config, method=Method.MEMORY, memory=probe), pretrained_teacher=False)
     width = probe_model.memory.width
