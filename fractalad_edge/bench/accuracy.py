@@ -162,6 +162,8 @@ def write_overlays(
     test_set: TestSet, maps: np.ndarray, out: Path, *, count: int = 12, seed: int = 0
 ) -> list[str]:
     """image | ground truth | heat map panels for a spread of test images (anomalous first)."""
+    if count <= 0:  # `eval --overlays 0`
+        return []
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     anomalous = [i for i, s in enumerate(test_set.samples) if s.label == 1]
