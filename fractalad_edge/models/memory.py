@@ -45,6 +45,8 @@ class FusionRule(str, Enum):
     WEIGHTED = "weighted"
 
 
+HEAD_SPACES = ("sigmoid", "logit")
+
 #: tail model of :attr:`FusionRule.NOISY_OR`: a normalised value of 1 (the normals' upper
 #: percentile) is a tail probability of 1/1000 of being normal
 _TAIL_RATE = math.log(1000.0)
@@ -100,6 +102,10 @@ class MemoryConfig:
     k: int = 1
     blur_sigma: float = 4.0
     fusion: FusionRule = FusionRule.MEAN
+    #: the head's map as fused: "sigmoid" (its probability map, as the fractalad method outputs;
+    #: the builder's default) or "logit" (what a config without the key means); the
+    #: normalisation statistics are taken in the same space
+    head_space: str = "logit"
     stats: FusionStats = FusionStats()
 
     def __post_init__(self) -> None:
@@ -110,6 +116,9 @@ class MemoryConfig:
             allowed = ", ".join(repr(r.value) for r in FusionRule)
             msg = f"fusion rule must be one of {allowed}, got {self.fusion!r}"
             raise ConfigError(msg) from None
+        if self.head_space not in HEAD_SPACES:
+            msg = f"memory head_space must be one of {', '.join(HEAD_SPACES)}, got {self.head_space!r}"
+            raise ConfigError(msg)
         if isinstance(self.stats, Mapping):
             object.__setattr__(self, "stats", FusionStats(**self.stats))
         ints = {"pool": self.pool, "size": self.size, "k": self.k, **({"channels": self.channels} if self.channels is not None else {}),
@@ -264,6 +273,11 @@ def normalise(values: torch.Tensor, low: float, high: float) -> torch.Tensor:
     return (values - low) / (high - low)
 
 
+def head_map(head_logits: torch.Tensor, config: MemoryConfig) -> torch.Tensor:
+    """The head's map in the space it is fused in (``config.head_space``)."""
+    return torch.sigmoid(head_logits) if config.head_space == "sigmoid" else head_logits
+
+
 def fuse_maps(head_logits: torch.Tensor, memory_distances: torch.Tensor, config: MemoryConfig) -> torch.Tensor:
     """One map from both branches, in a space that keeps its spread (no sigmoid).
 
@@ -274,7 +288,7 @@ def fuse_maps(head_logits: torch.Tensor, memory_distances: torch.Tensor, config:
     probabilities, reported as ``-log(P(both normal)) / log(1000)`` so it never saturates.
     """
     stats = config.stats
-    head = normalise(head_logits, stats.head_low, stats.head_high)
+    head = normalise(head_map(head_logits, config), stats.head_low, stats.head_high)
     memory = normalise(memory_distances, stats.memory_low, stats.memory_high)
     rule = config.fusion
     if rule is FusionRule.MEAN:

@@ -33,7 +33,7 @@ from fractalad_edge.data.datasets import category_name, find_training_images
 from fractalad_edge.data.images import read_image
 from fractalad_edge.errors import ConfigError, DatasetError, InsufficientMemoryError
 from fractalad_edge.models.fractalad import FractalAD, ModelConfig, build_model
-from fractalad_edge.models.memory import FusionRule, FusionStats, MemoryConfig, Method
+from fractalad_edge.models.memory import FusionRule, FusionStats, MemoryConfig, Method, head_map
 from fractalad_edge.preprocess import prepare_batch
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class MemoryBuildConfig:
     k: int = 1
     blur_sigma: float = 4.0
     fusion: FusionRule = FusionRule.MEAN
+    head_space: str = "sigmoid"
     size: int | None = 16_000
     fraction: float | None = None
     candidates: int = 200_000  # random pool the coreset is chosen from
@@ -80,7 +81,7 @@ class MemoryBuildConfig:
         # validates fusion/strides/pool/channels/k/blur the same way the model will
         object.__setattr__(self, "fusion", MemoryConfig(
             strides=self.strides, grid_stride=self.grid_stride, pool=self.pool, channels=self.channels, k=self.k, size=max(self.k, 1),
-            blur_sigma=self.blur_sigma, fusion=self.fusion,
+            blur_sigma=self.blur_sigma, fusion=self.fusion, head_space=self.head_space,
         ).fusion)
         if self.size is None and self.fraction is None:
             msg = "give the memory a size (rows, --memory-size) or a fraction of the candidate pool (--memory-fraction)"
@@ -266,7 +267,7 @@ def _branch_maps(model: FractalAD, images: Sequence[np.ndarray], batch_size: int
     for start in range(0, len(images), batch_size):
         batch, _ = prepare_batch(list(images[start : start + batch_size]), input_spec, channel_order="rgb")
         logits, distances = model.branch_maps(torch.from_numpy(batch))
-        heads.append(logits[:, 0].numpy())
+        heads.append(head_map(logits, model.config.memory)[:, 0].numpy())
         memories.append(distances[:, 0].numpy())
     return np.concatenate(heads), np.concatenate(memories)
 
@@ -330,7 +331,7 @@ def build_memory(
 
     grid, pool_rows, size = check_memory_size(config, len(memory_paths))
     probe = MemoryConfig(strides=config.strides, grid_stride=config.grid_stride, pool=config.pool, channels=config.channels, k=config.k, size=config.k,
-                         blur_sigma=config.blur_sigma, fusion=config.fusion)
+                         blur_sigma=config.blur_sigma, fusion=config.fusion, head_space=config.head_space)
     probe_model = FractalAD(dataclasses.replace(base_config, method=Method.MEMORY, memory=probe), pretrained_teacher=False)
     width = probe_model.memory.width
     feature_dim = probe_model.memory.feature_dim
