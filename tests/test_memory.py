@@ -266,3 +266,15 @@ def test_macs_count_the_memory_search(memory_run: Path) -> None:
     grid = TINY // 8
     assert macs.by_type["memory"] >= grid * grid * 120 * 32  # patches x memory rows x width
     assert macs.total > macs.by_type["memory"]
+
+
+def test_pca_projection_keeps_the_main_directions() -> None:
+    from fractalad_edge.train.memory import fit_pca
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(0, 5, (4000, 2)) @ rng.normal(size=(2, 10))
+    features = torch.from_numpy((signal + rng.normal(0, 0.1, (4000, 10)) + 3.0).astype(np.float32))
+    mean, components = fit_pca(features, 2)
+    reconstructed = (features - mean) @ components @ components.T + mean
+    assert float((features - reconstructed).pow(2).mean()) < 0.05
+    assert torch.allclose(components.T @ components, torch.eye(2), atol=1e-4)

@@ -89,7 +89,7 @@ class MemoryConfig:
     concatenated). ``grid_stride``: the stride of that grid, i.e. of the patches compared
     (None: the finest of ``strides``; a coarser grid cuts the search's cost by its square).
     ``pool``: neighbourhood (average pooling) size. ``channels``:
-    width after a fixed random projection (None: no reduction). ``size``: rows of the memory
+    width after a PCA projection fitted on the memory images (None: no reduction). ``size``: rows of the memory
     bank (set by the builder). ``k``: neighbours averaged per patch. ``blur_sigma``: Gaussian
     smoothing of the map at input size (0: none).
     """
@@ -187,11 +187,15 @@ class MemoryBranch(nn.Module):
         self.feature_dim = sum(stage_channels[i] for i in self.stage_indices)
         width = config.channels or self.feature_dim
         if config.channels is not None:
-            generator = torch.Generator().manual_seed(0)
-            projection = torch.randn(self.feature_dim, config.channels, generator=generator) / math.sqrt(config.channels)
-            self.register_buffer("projection", projection)
+            if config.channels > self.feature_dim:
+                msg = f"memory channels {config.channels} exceed the {self.feature_dim} feature channels; use fewer"
+                raise ConfigError(msg)
+            # filled by the builder with a PCA of the memory images' patches (set_projection)
+            self.register_buffer("projection", torch.zeros(self.feature_dim, config.channels))
+            self.register_buffer("projection_mean", torch.zeros(self.feature_dim))
         else:
             self.projection = None
+            self.projection_mean = None
         self.register_buffer("bank", torch.zeros(config.size, width))
         self.register_buffer("bank_sqnorm", torch.zeros(config.size))
         if config.blur_sigma > 0:
@@ -205,8 +209,16 @@ class MemoryBranch(nn.Module):
         """Width of a memory vector (after channel reduction)."""
         return int(self.bank.shape[1])
 
-    def patch_features(self, teacher_features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Pooled, concatenated (and projected) patch vectors ``(B, grid*grid, C)``."""
+    def set_projection(self, mean: torch.Tensor, components: torch.Tensor) -> None:
+        """The channel reduction: ``(x - mean) @ components``, components ``(feature_dim, channels)``."""
+        if self.projection is None or tuple(components.shape) != tuple(self.projection.shape):
+            msg = f"a projection of shape {tuple(components.shape)} does not fit this branch (channels={self.config.channels})"
+            raise ConfigError(msg)
+        self.projection.copy_(components.float())
+        self.projection_mean.copy_(mean.float())
+
+    def patch_features(self, teacher_features: Sequence[torch.Tensor], *, project: bool = True) -> torch.Tensor:
+        """Pooled, concatenated (and, with ``project``, reduced) patch vectors ``(B, grid*grid, C)``."""
         pool = self.config.pool
         maps = []
         for index in self.stage_indices:
@@ -218,8 +230,8 @@ class MemoryBranch(nn.Module):
             maps.append(feature)
         stacked = torch.cat(maps, dim=1)
         vectors = stacked.flatten(2).transpose(1, 2)  # (B, HW, D)
-        if self.projection is not None:
-            vectors = torch.matmul(vectors, self.projection)
+        if project and self.projection is not None:
+            vectors = torch.matmul(vectors - self.projection_mean, self.projection)
         return vectors
 
     def macs(self) -> int:

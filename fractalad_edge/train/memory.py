@@ -177,6 +177,20 @@ def greedy_coreset(
     return chosen, radius
 
 
+def fit_pca(features: torch.Tensor, channels: int, *, seed: int = 0, rows: int = 100_000) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean (D,), components (D, channels))``: the top principal directions of (a random subset of) the rows."""
+    if features.shape[0] > rows:
+        pick = torch.from_numpy(np.random.default_rng(seed).choice(features.shape[0], rows, replace=False))
+        features = features[pick]
+    x = features.double()
+    mean = x.mean(dim=0)
+    centred = x - mean
+    covariance = centred.t() @ centred / max(1, x.shape[0] - 1)
+    _, vectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
+    components = vectors[:, -channels:].flip(1)
+    return mean.float(), components.float().contiguous()
+
+
 # ----------------------------------------------------------------------------- checks
 def available_memory_bytes() -> int | None:
     """MemAvailable from /proc/meminfo (Linux); None where it cannot be read."""
@@ -246,7 +260,7 @@ def _split(paths: Sequence[Path], holdout_fraction: float, seed: int) -> tuple[l
 # ----------------------------------------------------------------------------- features
 @torch.inference_mode()
 def patch_features(model: FractalAD, images: Sequence[np.ndarray], batch_size: int) -> torch.Tensor:
-    """Memory-branch patch vectors of RGB images: ``(len(images) * grid^2, C)``."""
+    """Memory-branch patch vectors of RGB images before channel reduction: ``(len(images) * grid^2, D)``."""
     from fractalad_edge.export.torch import input_spec_for
 
     input_spec = input_spec_for(model)
@@ -254,7 +268,7 @@ def patch_features(model: FractalAD, images: Sequence[np.ndarray], batch_size: i
     for start in range(0, len(images), batch_size):
         batch, _ = prepare_batch(list(images[start : start + batch_size]), input_spec, channel_order="rgb")
         feats = model.teacher(torch.from_numpy(batch))
-        chunks.append(model.memory.patch_features(feats).reshape(-1, model.memory.width))
+        chunks.append(model.memory.patch_features(feats, project=False).reshape(-1, model.memory.feature_dim))
     return torch.cat(chunks)
 
 
@@ -363,6 +377,10 @@ def build_memory(
         bar.close()
     pool = torch.cat(feats)
     del feats
+    if model.memory.projection is not None:
+        mean, components = fit_pca(pool, model.memory.width, seed=config.seed)
+        model.memory.set_projection(mean, components)
+        pool = (pool - mean) @ components
     if pool.shape[0] > config.candidates:
         pick = torch.from_numpy(np.sort(np.random.default_rng(config.seed).choice(pool.shape[0], config.candidates, replace=False)))
         pool = pool[pick]
