@@ -130,7 +130,7 @@ def train(
     ),
     memory_size: Optional[int] = typer.Option(None, help="memory/fused: memory rows (coreset size). Default 16000."),
     memory_fraction: Optional[float] = typer.Option(None, help="memory/fused: memory size as a fraction of the candidate patches."),
-    memory_channels: Optional[int] = typer.Option(None, help="memory/fused: reduce patch vectors to N channels (fixed random projection)."),
+    memory_channels: Optional[int] = typer.Option(None, help="memory/fused: reduce patch vectors to N channels (PCA of the memory images, kept in the weights)."),
     memory_strides: str = typer.Option("8,16", help="memory/fused: teacher strides whose features are concatenated."),
     memory_grid_stride: Optional[int] = typer.Option(None, help="memory/fused: stride of the patches compared (default: finest of --memory-strides)."),
     memory_pool: int = typer.Option(3, help="memory/fused: neighbourhood (average pooling) size."),
