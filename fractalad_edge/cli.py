@@ -241,7 +241,7 @@ def _build_memory_command(
               **train_first)
         init_from = head_run
     typer.echo(
-        f"building a {method.value} memory from {data} ({'on ' + str(init_from) if init_from else 'teacher ' + backbone}; "
+        f"building the memory of a {method.value} model from {data} ({'on ' + str(init_from) if init_from else 'teacher ' + backbone}; "
         f"{'size ' + str(config.size) if config.size else 'fraction ' + str(config.fraction)}, held out {holdout:.0%})"
     )
     result = build_memory(
