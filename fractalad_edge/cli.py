@@ -118,7 +118,9 @@ def train(
     object_placement: Optional[bool] = typer.Option(
         None, "--object-placement/--no-object-placement", help="Place anomalies on the object. Default by MVTec category."
     ),
-    score: Reduction = typer.Option(Reduction.topk, help="Image score: top-0.1% mean of the map (default), mean (the paper's) or max."),
+    score: Optional[Reduction] = typer.Option(
+        None, help="Image score: top-0.1% mean of the map (fractalad default), mean (the paper's) or max (memory/fused default)."
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default from preset)."),
     workers: int = typer.Option(0, help="DataLoader worker processes for anomaly generation."),
@@ -128,11 +130,11 @@ def train(
         TrainMethod.fractalad,
         help="fractalad (train the head), memory (nearest-neighbour memory, no training) or fused (both; see README).",
     ),
-    memory_size: Optional[int] = typer.Option(None, help="memory/fused: memory rows (coreset size). Default 16000."),
+    memory_size: Optional[int] = typer.Option(None, help="memory/fused: memory rows (coreset size). Default: 16000 memory, 8000 fused."),
     memory_fraction: Optional[float] = typer.Option(None, help="memory/fused: memory size as a fraction of the candidate patches."),
     memory_channels: Optional[int] = typer.Option(None, help="memory/fused: reduce patch vectors to N channels (PCA of the memory images, kept in the weights)."),
     memory_strides: str = typer.Option("8,16", help="memory/fused: teacher strides whose features are concatenated."),
-    memory_grid_stride: Optional[int] = typer.Option(None, help="memory/fused: stride of the patches compared (default: finest of --memory-strides)."),
+    memory_grid_stride: Optional[int] = typer.Option(None, help="memory/fused: stride of the patches compared (default: 8 memory, 16 fused)."),
     memory_pool: int = typer.Option(3, help="memory/fused: neighbourhood (average pooling) size."),
     memory_k: int = typer.Option(1, help="memory/fused: nearest neighbours averaged per patch."),
     fusion: Fusion = typer.Option(Fusion.mean, help="fused: how the normalised branch maps combine."),
@@ -177,7 +179,7 @@ def train(
         synth=SynthConfig(
             image_size=input_size, object_placement=defaults.object_placement if object_placement is None else object_placement
         ),
-        score=ScoreSpec(reduction=score.value),
+        score=ScoreSpec(reduction=(score or Reduction.topk).value),
         steps=steps,
         batch_size=batch,
         lr=lr,
@@ -209,7 +211,7 @@ def _build_memory_command(
     *, method: TrainMethod, data: Path, out: Path, init_from: Optional[Path], memory_size: Optional[int],
     memory_fraction: Optional[float], memory_channels: Optional[int], memory_strides: str, memory_grid_stride: Optional[int],
     memory_pool: int, memory_k: int, fusion: Fusion, holdout: float, seed: int,
-    backbone: str, backbone_weights: Optional[Path], input_size: int, score: Reduction, object_placement: Optional[bool],
+    backbone: str, backbone_weights: Optional[Path], input_size: int, score: Optional[Reduction], object_placement: Optional[bool],
     train_first: Optional[dict[str, Any]],
 ) -> None:
     """``train --method memory|fused``: build the memory (fused: on a FractalAD run, trained first unless --init-from)."""
@@ -226,8 +228,8 @@ def _build_memory_command(
     config = MemoryBuildConfig(
         method=method.value, backbone=backbone, input_size=input_size, channels=memory_channels, fusion=fusion.value,
         strides=strides, grid_stride=memory_grid_stride, pool=memory_pool, k=memory_k,
-        size=memory_size if memory_size is not None or memory_fraction is not None else MemoryBuildConfig().size,
-        fraction=memory_fraction, holdout_fraction=holdout, seed=seed, score=ScoreSpec(reduction=score.value),
+        size=memory_size, fraction=memory_fraction, holdout_fraction=holdout, seed=seed,
+        score=ScoreSpec(reduction=(score or Reduction.max).value),
     )
     placement = category_defaults(category_name(data)).object_placement if object_placement is None else object_placement
     check_memory_request(config, data)
