@@ -10,12 +10,13 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from fractalad_edge.data.images import IMAGE_SUFFIXES, read_image
-from fractalad_edge.errors import DatasetNotFoundError, FractalADError
+from fractalad_edge.errors import DatasetNotFoundError, FractalADError, ImageReadError
 from fractalad_edge.predictor import Predictor
 from fractalad_edge.preprocess import overlay
 
@@ -48,6 +49,15 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return files
 
 
+def overlay_png(image: np.ndarray, anomaly_map: np.ndarray) -> bytes:
+    """The image | heat map panel of one prediction, encoded as PNG bytes (RGB image in)."""
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(overlay(image, anomaly_map), cv2.COLOR_RGB2BGR))
+    if not ok:
+        msg = f"OpenCV could not encode the overlay of a {image.shape} image as PNG"
+        raise ImageReadError(msg)
+    return encoded.tobytes()
+
+
 def predict_files(
     model: str | Path,
     inputs: Sequence[str | Path],
@@ -60,11 +70,7 @@ def predict_files(
 ) -> PredictSummary:
     predictor = Predictor.load(model, runtime=runtime, device=device, channel_order="rgb")
     files = expand_inputs(inputs)
-    out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
-    records = open(out_dir / RESULTS_FILENAME, "w") if out_dir is not None else None
-    anomalous = failed = 0
+    writer = PredictionWriter(out, echo=echo)
     try:
         for start in range(0, len(files), batch_size):
             chunk = files[start : start + batch_size]
@@ -75,24 +81,60 @@ def predict_files(
                     images.append(read_image(path))
                     good.append(path)
                 except FractalADError as exc:
-                    failed += 1
-                    echo(f"skipped {path}: {exc}")
-                    if records is not None:
-                        records.write(json.dumps({"image": str(path), "error": str(exc)}) + "\n")
+                    writer.failure(path, str(exc))
             if not images:
                 continue
             for path, image, result in zip(good, images, predictor.predict_batch(images)):
-                anomalous += result.pred_label
-                record = {"image": str(path), **result.to_dict()}
-                echo(f"{path}: score {result.pred_score:.3f} {'ANOMALOUS' if result.pred_label else 'ok'}")
-                if records is not None:
-                    records.write(json.dumps(record) + "\n")
-                    panel = overlay(image, result.anomaly_map)
-                    cv2.imwrite(str(out_dir / "overlays" / f"{path.stem}.png"), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
+                png = overlay_png(image, result.anomaly_map) if writer.out is not None else None
+                writer.scored(path, result.to_dict(), png)
     finally:
-        if records is not None:
-            records.close()
+        writer.close()
         predictor.close()
-    scored = len(files) - failed
-    echo(f"{scored} images scored, {anomalous} anomalous, {failed} failed" + (f"; results in {out_dir}" if out_dir else ""))
-    return PredictSummary(total=len(files), anomalous=anomalous, failed=failed, out=out_dir)
+    return writer.summary()
+
+
+class PredictionWriter:
+    """predictions.jsonl rows, overlay PNGs, console lines and counts for a stream of scored files.
+
+    Shared by the local loop above and the Ray engine (fractalad_edge/distributed/batch_predict.py),
+    so both write the same rows in the order they are handed in.
+    """
+
+    def __init__(self, out: str | Path | None, *, echo: Callable[[str], None] = print) -> None:
+        self.out = Path(out) if out is not None else None
+        self.echo = echo
+        self.total = self.anomalous = self.failed = 0
+        if self.out is not None:
+            (self.out / "overlays").mkdir(parents=True, exist_ok=True)
+        self._records = open(self.out / RESULTS_FILENAME, "w") if self.out is not None else None
+
+    def failure(self, path: str | Path, reason: str) -> None:
+        """A file that could not be read: reported and recorded, the rest still run."""
+        self.total += 1
+        self.failed += 1
+        self.echo(f"skipped {path}: {reason}")
+        if self._records is not None:
+            self._records.write(json.dumps({"image": str(path), "error": reason}) + "\n")
+
+    def scored(self, path: str | Path, result: dict[str, Any], overlay: bytes | None) -> None:
+        """One scored file: ``result`` is ``AnomalyResult.to_dict()``, ``overlay`` its PNG from :func:`overlay_png`."""
+        self.total += 1
+        self.anomalous += int(result["pred_label"])
+        self.echo(f"{path}: score {result['pred_score']:.3f} {'ANOMALOUS' if result['pred_label'] else 'ok'}")
+        if self._records is not None:
+            self._records.write(json.dumps({"image": str(path), **result}) + "\n")
+        if self.out is not None and overlay is not None:
+            (self.out / "overlays" / f"{Path(path).stem}.png").write_bytes(overlay)
+
+    def close(self) -> None:
+        if self._records is not None:
+            self._records.close()
+            self._records = None
+
+    def summary(self) -> PredictSummary:
+        scored = self.total - self.failed
+        self.echo(
+            f"{scored} images scored, {self.anomalous} anomalous, {self.failed} failed"
+            + (f"; results in {self.out}" if self.out else "")
+        )
+        return PredictSummary(total=self.total, anomalous=self.anomalous, failed=self.failed, out=self.out)

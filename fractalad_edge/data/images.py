@@ -22,6 +22,7 @@ from fractalad_edge.errors import ConfigError, ImageReadError, InvalidInputError
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "decode_image",
     "read_image",
     "read_image_bgr",
     "read_mask",
@@ -144,6 +145,20 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(msg) from error
 
 
+def decode_image(data: bytes, *, source: str = "image bytes") -> np.ndarray:
+    """Decode an encoded image held in memory (PNG, JPEG, ...) as uint8 (H, W, 3) RGB.
+
+    The same checks and layout as :func:`read_image`, for images that arrive over a network
+    rather than from a file; ``source`` names them in error messages.
+    """
+    decoded = _decode_bytes(np.frombuffer(data, dtype=np.uint8), source)
+    try:
+        return to_uint8_rgb(decoded, channel_order="bgr")
+    except InvalidInputError as error:
+        msg = f"Cannot use {source}: {error}"
+        raise ImageReadError(msg) from error
+
+
 def read_image_bgr(path: str | Path) -> np.ndarray:
     """Read an image file as uint8 (H, W, 3) in BGR order, for code that uses OpenCV.
 
@@ -209,17 +224,22 @@ def _decode(file_path: Path) -> np.ndarray:
     except OSError as error:
         msg = f"Cannot read image file {str(file_path)!r}: {error}."
         raise ImageReadError(msg) from error
+    return _decode_bytes(data, f"Image file {str(file_path)!r}")
+
+
+def _decode_bytes(data: np.ndarray, source: str) -> np.ndarray:
+    """Decode an encoded image, refusing empty, truncated and non-image byte streams."""
     if data.size == 0:
-        msg = f"Image file {str(file_path)!r} is empty (0 bytes); it was probably not written completely."
+        msg = f"{source} is empty (0 bytes); it was probably not written completely."
         raise ImageReadError(msg)
     problem = _truncation_problem(data)
     if problem is not None:
-        msg = f"Image file {str(file_path)!r} is truncated or damaged: {problem}. Copy or export it again."
+        msg = f"{source} is truncated or damaged: {problem}. Copy or export it again."
         raise ImageReadError(msg)
     decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
         msg = (
-            f"Image file {str(file_path)!r} ({data.size} bytes) cannot be decoded as an image. "
+            f"{source} ({data.size} bytes) cannot be decoded as an image. "
             f"Supported formats are those OpenCV reads, usually {', '.join(IMAGE_SUFFIXES)}."
         )
         raise ImageReadError(msg)
