@@ -58,6 +58,38 @@ def overlay_png(image: np.ndarray, anomaly_map: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
+@dataclass(frozen=True, kw_only=True)
+class ScoredFile:
+    """One input file's outcome: the read error, or ``AnomalyResult.to_dict()`` and its overlay PNG."""
+
+    path: Path
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    overlay: bytes | None = None
+
+
+def score_files(predictor: Predictor, paths: Sequence[Path], *, overlays: bool) -> list[ScoredFile]:
+    """Read and score ``paths`` as one batch, in their order; a file that cannot be read becomes its error."""
+    images: list[np.ndarray] = []
+    errors: list[str | None] = []
+    for path in paths:
+        try:
+            images.append(read_image(path))
+            errors.append(None)
+        except FractalADError as exc:
+            errors.append(str(exc))
+    scored = iter(zip(images, predictor.predict_batch(images) if images else []))
+    outcomes = []
+    for path, error in zip(paths, errors):
+        if error is not None:
+            outcomes.append(ScoredFile(path=path, error=error))
+            continue
+        image, result = next(scored)
+        png = overlay_png(image, result.anomaly_map) if overlays else None
+        outcomes.append(ScoredFile(path=path, result=result.to_dict(), overlay=png))
+    return outcomes
+
+
 def predict_files(
     model: str | Path,
     inputs: Sequence[str | Path],
@@ -73,20 +105,8 @@ def predict_files(
     writer = PredictionWriter(out, echo=echo)
     try:
         for start in range(0, len(files), batch_size):
-            chunk = files[start : start + batch_size]
-            images: list[np.ndarray] = []
-            good: list[Path] = []
-            for path in chunk:
-                try:
-                    images.append(read_image(path))
-                    good.append(path)
-                except FractalADError as exc:
-                    writer.failure(path, str(exc))
-            if not images:
-                continue
-            for path, image, result in zip(good, images, predictor.predict_batch(images)):
-                png = overlay_png(image, result.anomaly_map) if writer.out is not None else None
-                writer.scored(path, result.to_dict(), png)
+            for scored in score_files(predictor, files[start : start + batch_size], overlays=writer.out is not None):
+                writer.write(scored)
     finally:
         writer.close()
         predictor.close()
@@ -108,23 +128,23 @@ class PredictionWriter:
             (self.out / "overlays").mkdir(parents=True, exist_ok=True)
         self._records = open(self.out / RESULTS_FILENAME, "w") if self.out is not None else None
 
-    def failure(self, path: str | Path, reason: str) -> None:
-        """A file that could not be read: reported and recorded, the rest still run."""
+    def write(self, scored: ScoredFile) -> None:
+        """One file's row (a result, or the reason it was skipped), its console line and overlay."""
         self.total += 1
-        self.failed += 1
-        self.echo(f"skipped {path}: {reason}")
-        if self._records is not None:
-            self._records.write(json.dumps({"image": str(path), "error": reason}) + "\n")
-
-    def scored(self, path: str | Path, result: dict[str, Any], overlay: bytes | None) -> None:
-        """One scored file: ``result`` is ``AnomalyResult.to_dict()``, ``overlay`` its PNG from :func:`overlay_png`."""
-        self.total += 1
+        path = scored.path
+        if scored.error is not None or scored.result is None:
+            self.failed += 1
+            self.echo(f"skipped {path}: {scored.error}")
+            if self._records is not None:
+                self._records.write(json.dumps({"image": str(path), "error": scored.error}) + "\n")
+            return
+        result = scored.result
         self.anomalous += int(result["pred_label"])
         self.echo(f"{path}: score {result['pred_score']:.3f} {'ANOMALOUS' if result['pred_label'] else 'ok'}")
         if self._records is not None:
             self._records.write(json.dumps({"image": str(path), **result}) + "\n")
-        if self.out is not None and overlay is not None:
-            (self.out / "overlays" / f"{Path(path).stem}.png").write_bytes(overlay)
+        if self.out is not None and scored.overlay is not None:
+            (self.out / "overlays" / f"{path.stem}.png").write_bytes(scored.overlay)
 
     def close(self) -> None:
         if self._records is not None:

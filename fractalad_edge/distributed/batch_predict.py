@@ -21,7 +21,7 @@ import numpy as np
 
 from fractalad_edge.distributed.cluster import ray_session
 from fractalad_edge.errors import ConfigError, FractalADError
-from fractalad_edge.inference import PredictionWriter, PredictSummary, expand_inputs, overlay_png
+from fractalad_edge.inference import PredictionWriter, PredictSummary, ScoredFile, expand_inputs, score_files
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,28 +55,12 @@ class PredictorActor:
         self.overlays = overlays
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from fractalad_edge.data.images import read_image
-
-        count = len(batch["path"])
-        errors, results, pngs = [""] * count, [""] * count, [b""] * count
-        images, good = [], []
-        for row, path in enumerate(batch["path"]):
-            try:
-                images.append(read_image(str(path)))
-                good.append(row)
-            except FractalADError as exc:
-                errors[row] = str(exc)
-        if images:
-            for row, image, result in zip(good, images, self.predictor.predict_batch(images)):
-                results[row] = json.dumps(result.to_dict())
-                if self.overlays:
-                    pngs[row] = overlay_png(image, result.anomaly_map)
+        scored = score_files(self.predictor, [Path(p) for p in batch["path"]], overlays=self.overlays)
         return {
             "index": np.asarray(batch["index"]),
-            "path": np.asarray(batch["path"]),
-            "error": np.array(errors, dtype=object),
-            "result": np.array(results, dtype=object),
-            "overlay": np.array(pngs, dtype=object),
+            "error": np.array([s.error or "" for s in scored], dtype=object),
+            "result": np.array([json.dumps(s.result) if s.result is not None else "" for s in scored], dtype=object),
+            "overlay": np.array([s.overlay or b"" for s in scored], dtype=object),
         }
 
 
@@ -119,7 +103,7 @@ def predict_files_ray(
                 "overlays": out is not None,
             },
             batch_size=options.batch_size,
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=options.cpus_per_actor,
             num_gpus=options.gpus_per_actor,
             batch_format="numpy",
@@ -141,11 +125,14 @@ def _write_in_order(rows: Any, files: Sequence[Path], writer: PredictionWriter) 
         pending[int(row["index"])] = row
         while next_index in pending:
             row = pending.pop(next_index)
-            path = files[next_index]
-            if row["error"]:
-                writer.failure(path, str(row["error"]))
-            else:
-                writer.scored(path, json.loads(row["result"]), bytes(row["overlay"]) or None)
+            writer.write(
+                ScoredFile(
+                    path=files[next_index],
+                    error=str(row["error"]) or None,
+                    result=json.loads(row["result"]) if row["result"] else None,
+                    overlay=bytes(row["overlay"]) or None,
+                )
+            )
             next_index += 1
     if next_index != len(files):
         msg = f"Ray returned rows for {next_index} of {len(files)} images; the rest were lost"

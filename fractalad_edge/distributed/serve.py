@@ -102,7 +102,7 @@ class ModelReplica:
 
         self.predictor = Predictor.load(path, runtime=options.runtime, device=options.device, channel_order="rgb")
         self.info = {**info, "runtime": self.predictor.runtime}
-        serve = import_ray().serve
+        serve = _serve()
         self._batched = serve.batch(max_batch_size=options.max_batch_size, batch_wait_timeout_s=options.batch_wait_ms / 1000)(
             self._score_batch
         )
@@ -186,6 +186,13 @@ class Gateway:
         return JSONResponse(answer, status_code=status)
 
 
+def _serve() -> Any:
+    import_ray()  # a one-line error when Ray is missing
+    from ray import serve
+
+    return serve
+
+
 def _first_file(content_type: str, body: bytes) -> bytes | None:
     """The first part of a multipart body that carries a payload (stdlib parser, no extra package)."""
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
@@ -212,7 +219,7 @@ def _error(status: int, reason: str) -> Any:
 
 def build_app(models: Mapping[str, str | Path], options: ServeOptions) -> Any:
     """The Serve application: one deployment per model behind one HTTP gateway."""
-    serve = import_ray().serve
+    serve = _serve()
     infos = check_models(models)
     handles = {}
     for name, path in models.items():
@@ -230,7 +237,7 @@ def build_app(models: Mapping[str, str | Path], options: ServeOptions) -> Any:
 
 def start_server(models: Mapping[str, str | Path], options: ServeOptions, *, name: str = "fractalad") -> str:
     """Deploy on the Ray instance this process is connected to; return the base URL. Returns once ready."""
-    serve = import_ray().serve
+    serve = _serve()
     app = build_app(models, options)
     serve.start(http_options={"host": options.host, "port": options.port})
     serve.run(app, name=name, route_prefix="/")
@@ -246,7 +253,7 @@ def serve_models(
 ) -> None:
     """Serve until interrupted (Ctrl-C), then take the deployments down."""
     check_models(models)  # fail before a cluster starts
-    with ray_session(address) as ray:
+    with ray_session(address):
         url = start_server(models, options)
         echo(f"serving {', '.join(models)} at {url} (POST {url}/predict/<model>, GET {url}/health)")
         try:
@@ -255,4 +262,4 @@ def serve_models(
         except KeyboardInterrupt:
             echo("stopping")
         finally:
-            ray.serve.shutdown()
+            _serve().shutdown()
