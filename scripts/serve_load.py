@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8321)
     parser.add_argument("--url", default=None, help="A running server's base URL (default: start one here).")
     parser.add_argument("--inprocess", type=int, default=100, help="Predictor.predict calls timed in this process.")
+    parser.add_argument("--max-body-bytes", type=int, default=8 * 1024**2, help="The server's body limit (serve's is 32 MiB).")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -77,7 +78,7 @@ def main() -> None:
 
     paths = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:64]
     bodies = [p.read_bytes() for p in paths]
-    limit = 32 * 1024**2
+    limit = args.max_body_bytes
     ray = None
     if args.url is None:
         import ray

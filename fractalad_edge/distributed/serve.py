@@ -165,14 +165,18 @@ class Gateway:
             name = next(iter(self.handles))
         if name not in self.handles:
             return _error(404, f"unknown model {name!r}; served: {', '.join(sorted(self.handles))}")
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return _error(413, f"the body has {declared} bytes; the limit is {self.max_body_bytes}")
         body = bytearray()
+        received = 0
         async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > self.max_body_bytes:
-                return _error(413, f"the body is over the limit of {self.max_body_bytes} bytes")
+            # An oversize body is read to its end (up to 4x the limit) without being kept, so the
+            # client, still sending, gets the 413 instead of a reset connection.
+            received += len(chunk)
+            if received <= self.max_body_bytes:
+                body.extend(chunk)
+            elif received > 4 * self.max_body_bytes:
+                break
+        if received > self.max_body_bytes:
+            return _error(413, f"the body has more than {self.max_body_bytes} bytes, the limit; send a smaller image")
         if not body:
             return _error(400, "the body is empty; send an encoded image (PNG, JPEG, ...) as raw bytes or multipart")
         content_type = request.headers.get("content-type", "")
