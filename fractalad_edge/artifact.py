@@ -24,8 +24,11 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from fractalad_edge.errors import ArtifactError, ArtifactIntegrityError, ConfigError, SchemaVersionError
+from fractalad_edge.method import MemoryConfig, Method, parse_method
 
-SCHEMA_VERSION = 1
+#: 2: ``model`` may carry ``method`` and ``memory`` (the memory branch: fractalad_edge/method.py,
+#: validated here); a version-1 file has neither and reads as method ``fractalad``.
+SCHEMA_VERSION = 2
 METADATA_FILENAME = "metadata.json"
 
 
@@ -247,6 +250,7 @@ class ArtifactMetadata:
         if not isinstance(self.model, Mapping) or not all(isinstance(k, str) for k in self.model):
             msg = f"model must be an object of architecture settings (backbone, input_size, ...), got {self.model!r:.60}"
             raise ConfigError(msg)
+        _check_method(self.model, self.schema_version)
         for name in ("category", "package_version", "created"):
             _check_str(getattr(self, name), name)
         paths = [f.path for f in self.files]
@@ -261,6 +265,17 @@ class ArtifactMetadata:
                     "re-export the model"
                 )
                 raise ConfigError(msg)
+
+    @property
+    def method(self) -> Method:
+        """What the model scores with (``model.method``; absent: ``fractalad``)."""
+        return parse_method(self.model.get("method", Method.FRACTALAD.value))
+
+    @property
+    def memory(self) -> MemoryConfig | None:
+        """The memory branch's settings and fusion statistics (``memory`` and ``fused`` models)."""
+        memory = self.model.get("memory")
+        return None if memory is None else MemoryConfig.from_dict(memory)
 
     def model_file(self, directory: str | Path, suffix: str) -> Path:
         """The listed (and hashed) file with this suffix, resolved inside ``directory``.
@@ -417,6 +432,24 @@ def _build(kind: type, fields: Mapping[str, Any] | None) -> Any:
         elif expected.startswith("str"):
             _check_str(value, f"{kind.__name__}.{f.name}")
     return built
+
+
+def _check_method(model: Mapping[str, Any], schema_version: int) -> None:
+    """``model.method`` names a known method; ``model.memory`` is a valid memory config exactly when it needs one."""
+    method = parse_method(model.get("method", Method.FRACTALAD.value))
+    memory = model.get("memory")
+    if method is Method.FRACTALAD:
+        if memory is not None:
+            msg = "model.memory is set but model.method is 'fractalad'; a memory belongs to a 'memory' or 'fused' model"
+            raise ConfigError(msg)
+        return
+    if schema_version < 2:
+        msg = f"model.method {method.value!r} needs schema version >= 2 (the file says {schema_version})"
+        raise ConfigError(msg)
+    if memory is None:
+        msg = f"a {method.value!r} model needs model.memory (its memory branch's settings)"
+        raise ConfigError(msg)
+    MemoryConfig.from_dict(memory)
 
 
 def resolve_inside(directory: Path, relative: str) -> Path:

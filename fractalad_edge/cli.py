@@ -81,6 +81,19 @@ class LrSchedule(str, Enum):
     cosine = "cosine"
 
 
+class TrainMethod(str, Enum):
+    fractalad = "fractalad"
+    memory = "memory"
+    fused = "fused"
+
+
+class Fusion(str, Enum):
+    mean = "mean"
+    max = "max"
+    noisy_or = "noisy-or"
+    weighted = "weighted"
+
+
 class Reduction(str, Enum):
     mean = "mean"
     max = "max"
@@ -118,7 +131,9 @@ def train(
     object_placement: Optional[bool] = typer.Option(
         None, "--object-placement/--no-object-placement", help="Place anomalies on the object. Default by MVTec category."
     ),
-    score: Reduction = typer.Option(Reduction.topk, help="Image score: top-0.1% mean of the map (default), mean (the paper's) or max."),
+    score: Optional[Reduction] = typer.Option(
+        None, help="Image score: top-0.1% mean of the map (fractalad default), mean (the paper's) or max (memory/fused default)."
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default from preset)."),
     workers: int = typer.Option(0, help="DataLoader worker processes for anomaly generation."),
@@ -127,8 +142,22 @@ def train(
     ),
     force: bool = typer.Option(False, "--force", help="Replace a training run in --out (only its own files; others are kept)."),
     snapshot_every: Optional[int] = typer.Option(None, help="Also keep the weights every N steps (snapshots/)."),
+    method: TrainMethod = typer.Option(
+        TrainMethod.fractalad,
+        help="fractalad (train the head), memory (nearest-neighbour memory, no training) or fused (both; see README).",
+    ),
+    memory_size: Optional[int] = typer.Option(None, help="memory/fused: memory rows (coreset size). Default: 16000 memory, 8000 fused."),
+    memory_fraction: Optional[float] = typer.Option(None, help="memory/fused: memory size as a fraction of the candidate patches."),
+    memory_channels: Optional[int] = typer.Option(None, help="memory/fused: reduce patch vectors to N channels (PCA of the memory images, kept in the weights)."),
+    memory_strides: str = typer.Option("8,16", help="memory/fused: teacher strides whose features are concatenated."),
+    memory_grid_stride: Optional[int] = typer.Option(None, help="memory/fused: stride of the patches compared (default: 8 memory, 16 fused)."),
+    memory_pool: int = typer.Option(3, help="memory/fused: neighbourhood (average pooling) size."),
+    memory_k: int = typer.Option(1, help="memory/fused: nearest neighbours averaged per patch."),
+    fusion: Fusion = typer.Option(Fusion.mean, help="fused: how the normalised branch maps combine."),
+    holdout: float = typer.Option(0.2, help="memory/fused: share of normal images kept out of the memory to fit normalisation and thresholds."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="fused: add the memory to this trained FractalAD run instead of training one."),
 ) -> None:
-    """Train FractalAD on normal images only (synthetic fractal anomalies)."""
+    """Train FractalAD on normal images only (synthetic fractal anomalies), or build a memory (--method)."""
     from fractalad_edge.artifact import ScoreSpec
     from fractalad_edge.data.categories import category_defaults
     from fractalad_edge.data.datasets import category_name
@@ -137,6 +166,20 @@ def train(
     from fractalad_edge.train.config import TrainConfig, steps_for_epochs
     from fractalad_edge.train.loop import train as run_training
 
+    if method is not TrainMethod.fractalad:
+        _build_memory_command(
+            method=method, data=data, out=out, init_from=init_from, memory_size=memory_size, memory_fraction=memory_fraction,
+            memory_channels=memory_channels, memory_strides=memory_strides, memory_grid_stride=memory_grid_stride,
+            memory_pool=memory_pool, memory_k=memory_k, fusion=fusion, holdout=holdout, seed=seed, backbone=backbone,
+            backbone_weights=backbone_weights, input_size=input_size, score=score, object_placement=object_placement,
+            force=force, resume=resume,
+            train_first=None if init_from is not None or method is TrainMethod.memory else dict(
+                preset=preset, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+                head_channels=head_channels, kd=kd, device=device, bf16=bf16, workers=workers,
+                snapshot_every=snapshot_every,
+            ),
+        )
+        return
     schedule = PRESETS[preset]
     batch = batch_size or schedule["batch_size"]
     if steps is not None and epochs is not None:
@@ -153,7 +196,7 @@ def train(
         synth=SynthConfig(
             image_size=input_size, object_placement=defaults.object_placement if object_placement is None else object_placement
         ),
-        score=ScoreSpec(reduction=score.value),
+        score=ScoreSpec(reduction=(score or Reduction.topk).value),
         steps=steps,
         batch_size=batch,
         lr=lr,
@@ -181,6 +224,68 @@ def train(
     typer.echo(f"{done}; model in {out}\nnext: fractalad-edge eval {out} --data {data}")
 
 
+def _build_memory_command(
+    *, method: TrainMethod, data: Path, out: Path, init_from: Optional[Path], memory_size: Optional[int],
+    memory_fraction: Optional[float], memory_channels: Optional[int], memory_strides: str, memory_grid_stride: Optional[int],
+    memory_pool: int, memory_k: int, fusion: Fusion, holdout: float, seed: int,
+    backbone: str, backbone_weights: Optional[Path], input_size: int, score: Optional[Reduction], object_placement: Optional[bool],
+    force: bool, resume: bool, train_first: Optional[dict[str, Any]],
+) -> None:
+    """``train --method memory|fused``: build the memory (fused: on a FractalAD run, trained first unless --init-from).
+
+    ``fused`` without ``--init-from`` trains the head into ``OUT-fractalad`` (``--resume``
+    continues that training) and adds the memory to it in ``OUT``.
+    """
+    from fractalad_edge.artifact import ScoreSpec
+    from fractalad_edge.data.categories import category_defaults
+    from fractalad_edge.data.datasets import category_name
+    from fractalad_edge.outputs import check_output_folder
+    from fractalad_edge.train.loop import check_new_run_folder
+    from fractalad_edge.train.memory import MemoryBuildConfig, build_memory, check_memory_request
+
+    try:
+        strides = tuple(int(v) for v in memory_strides.split(",") if v.strip())
+    except ValueError:
+        _echo_err(f"--memory-strides must be comma-separated integers such as 8,16, got {memory_strides!r}")
+        raise typer.Exit(code=2) from None
+    config = MemoryBuildConfig(
+        method=method.value, backbone=backbone, input_size=input_size, channels=memory_channels, fusion=fusion.value,
+        strides=strides, grid_stride=memory_grid_stride, pool=memory_pool, k=memory_k,
+        size=memory_size, fraction=memory_fraction, holdout_fraction=holdout, seed=seed,
+        score=ScoreSpec(reduction=(score or Reduction.max).value),
+    )
+    placement = category_defaults(category_name(data)).object_placement if object_placement is None else object_placement
+    if resume and train_first is None:
+        _echo_err(f"--resume continues a FractalAD training; a {method.value} memory is built in one go: drop --resume (and use --force to rebuild)")
+        raise typer.Exit(code=2)
+    check_memory_request(config, data)
+    if force:
+        check_output_folder(out)  # the run's files there are replaced only once the memory is built
+    else:
+        check_new_run_folder(out, force=False)  # refused before any head is trained
+    if train_first is not None:
+        # fused without --init-from: train the FractalAD head as usual, then add the memory to that run
+        head_run = out.with_name(f"{out.name}-fractalad")
+        train(data=data, out=head_run, seed=seed, backbone=backbone, backbone_weights=backbone_weights,
+              input_size=input_size, score=score, object_placement=object_placement, method=TrainMethod.fractalad,
+              memory_size=None, memory_fraction=None, memory_channels=None, memory_strides=memory_strides,
+              memory_grid_stride=None, memory_pool=memory_pool, memory_k=memory_k, fusion=fusion, holdout=holdout, init_from=None,
+              force=force, resume=resume, **train_first)
+        init_from = head_run
+    typer.echo(
+        f"building the memory of a {method.value} model from {data} ({'on ' + str(init_from) if init_from else 'teacher ' + backbone}; "
+        f"{'size ' + str(config.size) if config.size else 'fraction ' + str(config.fraction)}, held out {holdout:.0%})"
+    )
+    result = build_memory(
+        config, data, out, init_from=init_from, backbone_weights=backbone_weights, object_placement=placement, force=force
+    )
+    typer.echo(
+        f"done: memory of {result.size} patches ({result.memory_mb:.1f} MB) chosen from {result.candidates} candidates of "
+        f"{result.memory_images} images ({result.holdout_images} held out) in {result.seconds:.0f} s; model in {out}\n"
+        f"next: fractalad-edge eval {out} --data {data}"
+    )
+
+
 @app.command("eval")
 @friendly_errors
 def evaluate(
@@ -206,7 +311,7 @@ def evaluate(
 
     report = dataclasses.replace(report, overlays=written)
     write_report(report, out)
-    typer.echo(markdown_table([report]))
+    typer.echo(f"method: {report.method}\n" + markdown_table([report]))
     typer.echo(f"report: {out / 'report.md'}, {out / 'metrics.json'}; overlays: {out / 'overlays'}")
 
 

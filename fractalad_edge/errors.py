@@ -45,6 +45,10 @@ class CheckpointError(FractalADError, ValueError):
     """A checkpoint is missing, corrupt or belongs to another model configuration."""
 
 
+class InsufficientMemoryError(FractalADError, MemoryError):
+    """A job would need more RAM than the machine has available (estimated before it starts)."""
+
+
 class ArtifactError(FractalADError, ValueError):
     """An exported model directory is incomplete, altered or inconsistent."""
 

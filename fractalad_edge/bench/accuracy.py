@@ -66,6 +66,7 @@ class AccuracyReport:
     per_defect_auroc: dict[str, float]
     seconds: float
     overlays: list[str] = field(default_factory=list)
+    method: str = "fractalad"  # the model's scoring method (fractalad, memory, fused)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,6 +141,7 @@ def evaluate_predictor(
         category=category,
         runtime=predictor.runtime,
         precision=predictor.metadata.precision.value,
+        method=predictor.metadata.method.value,
         num_images=total,
         num_anomalous=int(labels.sum()),
         image_auroc=roc_auc(labels, scores),
@@ -160,6 +162,8 @@ def write_overlays(
     test_set: TestSet, maps: np.ndarray, out: Path, *, count: int = 12, seed: int = 0
 ) -> list[str]:
     """image | ground truth | heat map panels for a spread of test images (anomalous first)."""
+    if count <= 0:  # `eval --overlays 0`
+        return []
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     anomalous = [i for i, s in enumerate(test_set.samples) if s.label == 1]
@@ -199,7 +203,7 @@ def markdown_table(reports: Sequence[AccuracyReport]) -> str:
 def write_report(report: AccuracyReport, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    lines = [f"# Evaluation: {report.category} ({report.runtime}, {report.precision})", "", markdown_table([report]), ""]
+    lines = [f"# Evaluation: {report.category} ({report.method}, {report.runtime}, {report.precision})", "", markdown_table([report]), ""]
     lines += ["## Image score reductions", "", "| reduction | image AUROC | F1-max |", "|---|---|---|"]
     for name, values in report.by_reduction.items():
         marker = " (used)" if name == report.reduction else ""

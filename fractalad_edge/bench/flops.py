@@ -117,6 +117,9 @@ def count_macs(model: Any, input_size: int, *, channels: int = 3) -> MacCount:
             model(torch.zeros(1, channels, input_size, input_size, device=device))
     finally:
         model.train(was_training)
+    memory = getattr(model, "memory", None)
+    if memory is not None and hasattr(memory, "macs"):  # the nearest-neighbour search is functional, not a layer
+        counts["memory"] = memory.macs()
     return MacCount(input_size=input_size, total=sum(counts.values()), by_type=dict(sorted(counts.items())), layers=layers[0])
 
 

@@ -153,6 +153,7 @@ def export_model(
             "pass the folder written by 'fractalad-edge train'"
         )
         raise ExportError(msg)
+    _check_method(spec, options.precision, run_metadata)
     paths, object_placement = _calibration_sources(run_dir, options.calib_data)
     calibration, validation = build_calibration_sets(
         paths,
@@ -323,6 +324,9 @@ def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[P
         )
         raise CalibrationError(msg)
     synth = config.get("train", {}).get("synth", {}) if isinstance(config.get("train"), dict) else {}
+    if calib_data is None and config.get("holdout"):
+        # a memory model: images in the memory score near zero, so calibrate on the held-out ones
+        return [Path(p) for p in config["holdout"]], bool(synth.get("object_placement", False))
     return find_training_images(folder), bool(synth.get("object_placement", False))
 
 
@@ -333,6 +337,21 @@ def _load_model(run_dir: Path, metadata: ArtifactMetadata):  # noqa: ANN202 - Fr
     model = build_model(ModelConfig.from_dict(dict(metadata.model)), pretrained_teacher=False)
     load_model_weights(model, run_dir / MODEL_FILENAME)
     return model.eval()
+
+
+def _check_method(spec: FormatSpec, precision: Precision, run_metadata: ArtifactMetadata) -> None:
+    """The memory search needs float32: squared distances are differences of large squared norms.
+
+    ONNX Runtime and OpenVINO keep it in float by graph region (quantize.FloatRegion.MEMORY);
+    a TensorRT engine built in fp16 or int8 would run it in reduced precision.
+    """
+    method = run_metadata.method.value
+    if method != "fractalad" and spec.format is ModelFormat.TENSORRT and precision is not Precision.FP32:
+        msg = (
+            f"a {method!r} model cannot run as a TensorRT {precision.value} engine (its nearest-neighbour search needs "
+            "float32); export it to tensorrt with --precision fp32, or to openvino/onnx for int8"
+        )
+        raise ExportError(msg)
 
 
 def _check_destination(out: Path, run_dir: Path, format: ModelFormat, *, force: bool) -> tuple[str, ...]:  # noqa: A002

@@ -9,7 +9,7 @@ nothing but inference.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from fractalad_edge.errors import ConfigError, InvalidInputError
 from fractalad_edge.models.attention import cosine_distillation_loss, cosine_similarity_attention
 from fractalad_edge.models.backbones import Backbone, BackboneSpec, build_backbone, get_backbone_spec
 from fractalad_edge.models.head import SemanticFlowHead
+from fractalad_edge.method import MemoryConfig, Method, parse_method
+from fractalad_edge.models.memory import MemoryBranch, fuse_maps
 
 __all__ = ["FractalAD", "ModelConfig", "build_model"]
 
@@ -38,12 +40,18 @@ class ModelConfig:
     stride-4 convolutions scale with C squared.
     ``distillation=False`` is texture mode: the head reads teacher features directly and
     there is no student.
+    ``method``: ``fractalad`` (the head; output ``sigmoid(logits)``), ``memory`` (the
+    nearest-neighbour branch alone, no student or head; output: distances) or ``fused``
+    (both on one teacher pass; output: the fused normalised map). ``memory`` describes the
+    branch (needed by ``memory`` and ``fused``).
     """
 
     backbone: str = "efficientnet_lite0"
     input_size: int = 256
     head_channels: int = 32
     distillation: bool = True
+    method: Method = Method.FRACTALAD
+    memory: MemoryConfig | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.backbone, str):
@@ -68,10 +76,28 @@ class ModelConfig:
         if not isinstance(self.distillation, bool):
             msg = f"distillation must be True or False, got {self.distillation!r}."
             raise ConfigError(msg)
+        object.__setattr__(self, "method", parse_method(self.method))
+        if isinstance(self.memory, Mapping):
+            object.__setattr__(self, "memory", MemoryConfig.from_dict(self.memory))
+        if (self.method is Method.FRACTALAD) != (self.memory is None):
+            msg = (
+                f"method {self.method.value!r} {'takes no' if self.memory is not None else 'needs a'} memory config; "
+                "build memory models with 'fractalad-edge train --method memory|fused'."
+            )
+            raise ConfigError(msg)
+
+    @property
+    def has_head(self) -> bool:
+        """Whether the FractalAD head (and student) are part of the model."""
+        return self.method is not Method.MEMORY
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict."""
-        return asdict(self)
+        """Plain JSON-ready dict; a ``fractalad`` config stays what older versions wrote."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("method", "memory")}
+        if self.method is not Method.FRACTALAD:
+            data["method"] = self.method.value
+            data["memory"] = self.memory.to_dict() if self.memory is not None else None
+        return data
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
@@ -112,15 +138,24 @@ class FractalAD(nn.Module):
         self.teacher.eval()
         self.student = (
             build_backbone(config.backbone, pretrained=False, input_size=config.input_size)
-            if config.distillation
+            if config.distillation and config.has_head
             else None
         )
         spec = self.teacher.spec
-        self.head = SemanticFlowHead(
-            in_channels=spec.stage_channels,
-            strides=spec.strides,
-            channels=config.head_channels,
-            input_size=config.input_size,
+        self.head = (
+            SemanticFlowHead(
+                in_channels=spec.stage_channels,
+                strides=spec.strides,
+                channels=config.head_channels,
+                input_size=config.input_size,
+            )
+            if config.has_head
+            else None
+        )
+        self.memory = (
+            MemoryBranch(config.memory, stage_channels=spec.stage_channels, stage_strides=spec.strides, input_size=config.input_size)
+            if config.memory is not None
+            else None
         )
 
     @property
@@ -145,20 +180,39 @@ class FractalAD(nn.Module):
             )
             raise InvalidInputError(msg)
 
-    def _head_input(self, x: torch.Tensor) -> list[torch.Tensor]:
-        teacher_feats = self.teacher(x)
+    def _head_logits(self, x: torch.Tensor, teacher_feats: list[torch.Tensor]) -> torch.Tensor:
+        if self.head is None:
+            msg = "this model has no FractalAD head (method 'memory'); use forward() or branch_maps()"
+            raise ConfigError(msg)
         if self.student is None:
-            return teacher_feats
-        return cosine_similarity_attention(teacher_feats, self.student(x))
+            return self.head(teacher_feats)
+        return self.head(cosine_similarity_attention(teacher_feats, self.student(x)))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Anomaly logits ``(B, 1, S, S)`` for a normalised ``(B, 3, S, S)`` input."""
         self._check_input(x)
-        return self.head(self._head_input(x))
+        return self._head_logits(x, self.teacher(x))
+
+    def branch_maps(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(head logits, memory distances)``, each ``(B, 1, S, S)`` or None, from one teacher pass."""
+        self._check_input(x)
+        teacher_feats = self.teacher(x)
+        logits = self._head_logits(x, teacher_feats) if self.head is not None else None
+        distances = self.memory(teacher_feats) if self.memory is not None else None
+        return logits, distances
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The anomaly map ``sigmoid(logits)`` in [0, 1]: the exported inference graph."""
-        return torch.sigmoid(self.logits(x))
+        """The anomaly map: the exported inference graph.
+
+        ``fractalad``: ``sigmoid(logits)`` in [0, 1]; ``memory``: nearest-neighbour
+        distances; ``fused``: the fused normalised map (models/memory.py, ``fuse_maps``).
+        """
+        logits, distances = self.branch_maps(x)
+        if distances is None:
+            return torch.sigmoid(logits)
+        if logits is None:
+            return distances
+        return fuse_maps(logits, distances, self.config.memory)
 
     def training_step_outputs(self, clean: torch.Tensor, augmented: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits on augmented (B,1,S,S), distillation loss)`` for one training batch.
@@ -170,6 +224,9 @@ class FractalAD(nn.Module):
         """
         self._check_input(clean)
         self._check_input(augmented)
+        if self.head is None:
+            msg = "a 'memory' model has no head to train; build it with fractalad_edge.train.memory.build_memory"
+            raise ConfigError(msg)
         if clean.shape != augmented.shape:
             msg = f"clean and augmented batches must have the same shape, got {tuple(clean.shape)} and {tuple(augmented.shape)}."
             raise InvalidInputError(msg)
@@ -195,7 +252,7 @@ class FractalAD(nn.Module):
         checkpoints and export prefer the full ``state_dict()``: self-contained, and it
         loads into ``FractalAD(config, pretrained_teacher=False)`` with no weights file.
         """
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(("teacher.", "memory."))}
 
 
 def build_model(

@@ -55,6 +55,18 @@ class FloatRegion(str, Enum):
     #: (TEACHER_SCOPE in node names, which the ONNX export and OpenVINO's conversion keep);
     #: the depth by the nodes' output size.
     TEACHER_STEM = "teacher-stem"
+    #: the nearest-neighbour memory branch (models/memory.py): its nodes (module scope
+    #: MEMORY_SCOPE: pooling, projection, the MatMul against the memory bank, norms,
+    #: ReduceMin/TopK) and everything after the search to the output (upsampling, blur,
+    #: normalisation and fusion). Distances to a memory are differences of large squared
+    #: norms; INT8 steps in them reorder the nearest neighbours.
+    MEMORY = "memory"
+
+
+#: node-name prefix of the memory branch's layers in the exported graph (module ``FractalAD.memory``)
+MEMORY_SCOPE = "/memory/"
+#: op types that end the memory search (ONNX and OpenVINO spell them the same)
+MEMORY_SEARCH_OPS = frozenset({"ReduceMin", "TopK"})
 
 
 #: node-name prefix of the teacher's layers in the exported graph (module ``FractalAD.teacher``)
@@ -80,6 +92,7 @@ DEFAULT_KEEP_FLOAT: tuple[FloatRegion, ...] = (
     FloatRegion.FLOW,
     FloatRegion.CLASSIFIER,
     FloatRegion.TEACHER_STEM,
+    FloatRegion.MEMORY,
 )
 
 
@@ -133,6 +146,8 @@ __all__ = [
     "DEFAULT_KEEP_FLOAT",
     "AccuracyComparison",
     "FloatRegion",
+    "MEMORY_SCOPE",
+    "MEMORY_SEARCH_OPS",
     "TEACHER_SCOPE",
     "accuracy_gate",
     "float_regions",

@@ -36,6 +36,8 @@ from fractalad_edge.errors import CalibrationError, ConfigError, QuantizationErr
 from fractalad_edge.quantize import (
     DEFAULT_KEEP_FLOAT,
     TEACHER_SCOPE,
+    MEMORY_SCOPE,
+    MEMORY_SEARCH_OPS,
     FloatRegion,
     float_regions,
     in_teacher_stem,
@@ -75,6 +77,8 @@ def onnx_float_node_names(model: onnx.ModelProto, keep_float: Iterable[str | Flo
             names.update(_upstream_until_conv(output.name, producer))
     if FloatRegion.TEACHER_STEM in regions:
         names.update(_teacher_stem_nodes(model))
+    if FloatRegion.MEMORY in regions:
+        names.update(_memory_nodes(nodes))
     return [node.name for node in nodes if node.name in names]
 
 
@@ -94,6 +98,26 @@ def _teacher_stem_nodes(model: onnx.ModelProto) -> set[str]:
             "was it exported by fractalad_edge.export.onnx.export_onnx?"
         )
         raise QuantizationError(msg)
+    return found
+
+
+def _memory_nodes(nodes: Sequence[Any]) -> set[str]:
+    """The memory branch (its module scope) and everything downstream of its search (ReduceMin/TopK)."""
+    consumers: dict[str, list[Any]] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found = {node.name for node in nodes if node.name.startswith(MEMORY_SCOPE)}
+    stack = [node for node in nodes if node.op_type in MEMORY_SEARCH_OPS]
+    seen: set[str] = set()
+    while stack:
+        current = stack.pop()
+        if current.name in seen:
+            continue
+        seen.add(current.name)
+        found.add(current.name)
+        for output in current.output:
+            stack.extend(consumers.get(output, []))
     return found
 
 

@@ -32,6 +32,8 @@ from fractalad_edge.errors import CalibrationError, ConfigError, QuantizationErr
 from fractalad_edge.quantize import (
     DEFAULT_KEEP_FLOAT,
     TEACHER_SCOPE,
+    MEMORY_SCOPE,
+    MEMORY_SEARCH_OPS,
     FloatRegion,
     float_regions,
     in_teacher_stem,
@@ -68,6 +70,8 @@ def float_node_names(model: ov.Model, keep_float: Iterable[str | FloatRegion]) -
         names.update(_output_path_to_conv(model))
     if FloatRegion.TEACHER_STEM in regions:
         names.update(_teacher_stem_ops(model, ops))
+    if FloatRegion.MEMORY in regions:
+        names.update(_memory_ops(ops))
     return [op.get_friendly_name() for op in ops if op.get_friendly_name() in names]
 
 
@@ -87,6 +91,23 @@ def _teacher_stem_ops(model: ov.Model, ops: Sequence[Any]) -> set[str]:
             "was it converted from fractalad_edge.export.onnx.export_onnx's graph?"
         )
         raise QuantizationError(msg)
+    return found
+
+
+def _memory_ops(ops: Sequence[Any]) -> set[str]:
+    """The memory branch (its module scope) and everything downstream of its search (ReduceMin/TopK)."""
+    found = {op.get_friendly_name() for op in ops if op.get_friendly_name().startswith(MEMORY_SCOPE) and op.get_type_name() not in _LEAVES}
+    stack = [op for op in ops if op.get_type_name() in MEMORY_SEARCH_OPS]
+    seen: set[str] = set()
+    while stack:
+        current = stack.pop()
+        name = current.get_friendly_name()
+        if name in seen or current.get_type_name() == "Result":
+            continue
+        seen.add(name)
+        found.add(name)
+        for output in current.outputs():
+            stack.extend(target.get_node() for target in output.get_target_inputs())
     return found
 
 

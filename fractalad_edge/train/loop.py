@@ -105,7 +105,7 @@ def train(
     if resume:
         run = _check_resume(out, config, options)
     else:
-        _check_new_run_folder(out, force=force)
+        check_new_run_folder(out, force=force)
         run = {"id": uuid.uuid4().hex, "options_sha256": options_digest(options), "options": options}
     run = {**run, "steps": config.steps}
     created = not out.exists()
@@ -319,7 +319,8 @@ def _is_training_run(folder: Path) -> bool:
         return False
 
 
-def _check_new_run_folder(out: Path, *, force: bool) -> None:
+def check_new_run_folder(out: Path, *, force: bool) -> None:
+    """Refuse an ``out`` that holds anything but a training run (``force``: whose files are removed now)."""
     check_output_folder(out)
     if not out.exists() or folder_is_empty(out):
         return

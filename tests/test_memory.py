@@ -1,0 +1,280 @@
+"""The nearest-neighbour memory branch: coreset, build, artifact, export parity, INT8 float region, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fractalad_edge.artifact import read_metadata  # noqa: E402
+from fractalad_edge.errors import (  # noqa: E402
+    ArtifactIntegrityError,
+    ConfigError,
+    DatasetError,
+    InsufficientMemoryError,
+)
+from fractalad_edge.models.memory import FusionRule, Method  # noqa: E402
+from fractalad_edge.train.memory import MemoryBuildConfig, build_memory, greedy_coreset  # noqa: E402
+
+TINY = 64
+FAST = {"input_size": TINY, "calibration_images": 8, "batch_size": 4}
+
+
+# ----------------------------------------------------------------------------- coreset
+def test_coreset_covering_radius_decreases_and_beats_random() -> None:
+    rng = np.random.default_rng(0)
+    points = torch.from_numpy(np.concatenate([rng.normal(c, 0.3, (300, 8)) for c in range(6)]).astype(np.float32))
+    chosen, radius = greedy_coreset(points, 60, projection_dim=64, seed=1)
+    assert len(set(chosen.tolist())) == 60
+    assert torch.all(radius[1:] <= radius[:-1] + 1e-6)
+    random_pick = torch.from_numpy(rng.choice(len(points), 60, replace=False))
+    random_radius = torch.cdist(points, points[random_pick]).min(dim=1).values.max()
+    greedy_radius = torch.cdist(points, points[chosen]).min(dim=1).values.max()
+    assert greedy_radius < random_radius
+    assert torch.isclose(greedy_radius, radius[-1], rtol=1e-4)
+
+
+def test_coreset_is_deterministic_with_seed_and_projection() -> None:
+    points = torch.randn(2000, 96, generator=torch.Generator().manual_seed(3))
+    a, _ = greedy_coreset(points, 50, projection_dim=16, seed=7)
+    b, _ = greedy_coreset(points, 50, projection_dim=16, seed=7)
+    c, _ = greedy_coreset(points, 50, projection_dim=16, seed=8)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+# ----------------------------------------------------------------------------- builds
+@pytest.fixture(scope="module")
+def memory_run(tmp_path_factory: pytest.TempPathFactory, normal_images_dir: Path) -> Path:
+    out = tmp_path_factory.mktemp("memory") / "run"
+    build_memory(MemoryBuildConfig(size=120, channels=32, **FAST), normal_images_dir, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fused_run(tmp_path_factory: pytest.TempPathFactory, normal_images_dir: Path, tiny_run: Path) -> Path:
+    out = tmp_path_factory.mktemp("fused") / "run"
+    config = MemoryBuildConfig(method="fused", size=100, k=2, fusion="weighted", **FAST)
+    build_memory(config, normal_images_dir, out, init_from=tiny_run, progress=False)
+    return out
+
+
+def test_memory_artifact_records_method_and_holdout(memory_run: Path) -> None:
+    metadata = read_metadata(memory_run)
+    assert metadata.model["method"] == "memory"
+    assert metadata.model["memory"]["size"] == 120
+    assert metadata.calibration is not None
+    run_config = json.loads((memory_run / "config.json").read_text())
+    assert len(run_config["holdout"]) >= 2
+    # the held-out images are not in the memory: their distances are clearly above zero
+    from fractalad_edge.predictor import Predictor
+
+    predictor = Predictor.load(memory_run)
+    held = [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in run_config["holdout"]]
+    assert predictor.raw_maps(held, channel_order="rgb").min() > 0.0
+
+
+def test_fused_records_fusion_rule_and_statistics(fused_run: Path) -> None:
+    memory = read_metadata(fused_run).model["memory"]
+    assert memory["fusion"] == FusionRule.WEIGHTED.value
+    stats = memory["stats"]
+    assert stats["head_high"] > stats["head_low"] and stats["memory_high"] > stats["memory_low"]
+    assert stats["head_weight"] + stats["memory_weight"] == pytest.approx(1.0)
+    assert (fused_run / "model.safetensors").stat().st_size > 0
+
+
+def test_sha256_covers_the_memory(memory_run: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path / "copy"
+    shutil.copytree(memory_run, copy)
+    state = load_file(str(copy / "model.safetensors"))
+    state["memory.bank"] = state["memory.bank"] + 1.0
+    save_file(state, str(copy / "model.safetensors"))
+    with pytest.raises(ArtifactIntegrityError):
+        read_metadata(copy)
+
+
+@pytest.mark.parametrize("rule", [r.value for r in FusionRule])
+def test_fusion_rules_rank_a_branch_increase_higher(rule: str) -> None:
+    from fractalad_edge.models.memory import FusionStats, MemoryConfig, fuse_maps
+
+    config = MemoryConfig(size=1, fusion=rule, stats=FusionStats(head_low=0.0, head_high=2.0, memory_low=1.0, memory_high=3.0))
+    head = torch.tensor([0.0, 0.0, 4.0])
+    distance = torch.tensor([1.0, 5.0, 1.0])
+    fused = fuse_maps(head, distance, config)
+    assert fused[1] > fused[0] and fused[2] > fused[0]
+
+
+# ----------------------------------------------------------------------------- export
+def _maps(directory: Path, images: list[np.ndarray]) -> np.ndarray:
+    from fractalad_edge.predictor import Predictor
+
+    predictor = Predictor.load(directory)
+    try:
+        return predictor.raw_maps(images, channel_order="rgb")
+    finally:
+        predictor.close()
+
+
+@pytest.mark.parametrize("run_name", ["memory_run", "fused_run"])
+def test_exported_graph_parity(request: pytest.FixtureRequest, run_name: str, tmp_path: Path) -> None:
+    from fractalad_edge.export.pipeline import ExportOptions, export_model
+
+    run = request.getfixturevalue(run_name)
+    # held-out images: a patch that is itself in the memory has distance ~0, where the squared-norm
+    # formula's cancellation (amplified by the square root) dominates; real frames are never in the memory
+    holdout = json.loads((run / "config.json").read_text())["holdout"]
+    images = [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in holdout]
+    reference = _maps(run, images)
+    options = ExportOptions(calib_count=8, parity_images=4)
+    for fmt, module in (("onnx", "onnxruntime"), ("openvino", "openvino")):
+        pytest.importorskip(module)
+        out = tmp_path / fmt
+        metadata = export_model(run, format=fmt, out=out, options=options, progress=None)
+        assert metadata.parity is not None and metadata.parity.passed
+        assert metadata.model["method"] == read_metadata(run).model["method"]
+        np.testing.assert_allclose(_maps(out, images), reference, rtol=1e-4, atol=1e-4 * float(np.abs(reference).max()))
+
+
+def test_int8_keeps_the_memory_search_in_float(memory_run: Path, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from fractalad_edge.export.pipeline import ExportOptions, export_model
+
+    out = tmp_path / "int8"
+    metadata = export_model(
+        memory_run, format="onnx", out=out, options=ExportOptions(precision="int8", calib_count=8, parity_images=4,
+                                                                  allow_accuracy_drop=True), progress=None,
+    )
+    assert metadata.quantization is not None
+    graph = onnx.load(str(out / "model.onnx")).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    assert any(n.op_type == "QuantizeLinear" for n in graph.node), "the backbone should be quantized"
+    search = [n for n in graph.node if n.op_type in ("ReduceMin", "TopK")]
+    assert search
+    # walk back from the search to the teacher: no DequantizeLinear feeds the memory's float ops
+    stack, seen = [search[0]], set()
+    while stack:
+        node = stack.pop()
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        for name in node.input:
+            parent = producer.get(name)
+            if parent is None:
+                continue
+            if parent.name.startswith("/memory/") or parent.op_type in ("ReduceMin", "TopK"):
+                stack.append(parent)
+            elif node.name.startswith("/memory/"):
+                assert parent.op_type != "DequantizeLinear", f"{node.name} reads INT8 input {name}"
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_memory_larger_than_candidates_is_refused_and_nothing_written(normal_images_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(DatasetError, match="lower --memory-size"):
+        build_memory(MemoryBuildConfig(size=100_000, **FAST), normal_images_dir, out, progress=False)
+    assert not out.exists()
+
+
+def test_mixed_image_sizes_are_refused(normal_images_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    shutil.copytree(normal_images_dir, folder)
+    first = sorted(folder.iterdir())[0]
+    cv2.imwrite(str(first), cv2.resize(cv2.imread(str(first)), (80, 64)))
+    with pytest.raises(DatasetError, match="mixed sizes"):
+        build_memory(MemoryBuildConfig(size=50, **FAST), folder, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_ram_is_estimated_before_building(monkeypatch: pytest.MonkeyPatch, normal_images_dir: Path, tmp_path: Path) -> None:
+    import fractalad_edge.train.memory as memory_module
+
+    monkeypatch.setattr(memory_module, "available_memory_bytes", lambda: 1024)
+    with pytest.raises(InsufficientMemoryError, match="GiB of RAM"):
+        build_memory(MemoryBuildConfig(size=50, **FAST), normal_images_dir, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_fused_needs_a_fractalad_run(memory_run: Path, normal_images_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="FractalAD training run"):
+        build_memory(MemoryBuildConfig(method=Method.FUSED, size=50, **FAST), normal_images_dir, tmp_path / "r",
+                     init_from=memory_run, progress=False)
+    with pytest.raises(ConfigError, match="holdout"):
+        MemoryBuildConfig(method="fused", holdout_fraction=0.0)
+    with pytest.raises(ConfigError, match="fusion rule"):
+        MemoryBuildConfig(fusion="median")
+
+
+def test_cli_bad_memory_size_is_one_line(normal_images_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fractalad_edge.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--method", "memory", "--data", str(normal_images_dir), "--out",
+                                      str(tmp_path / "r"), "--input-size", str(TINY), "--memory-size", "999999"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "lower --memory-size" in lines[0]
+
+
+def test_tensorrt_reduced_precision_is_refused_for_memory(memory_run: Path, tmp_path: Path) -> None:
+    from fractalad_edge.errors import ExportError
+    from fractalad_edge.export.pipeline import ExportOptions, export_model
+
+    with pytest.raises(ExportError, match="float32"):
+        export_model(memory_run, format="tensorrt", out=tmp_path / "trt", options=ExportOptions(precision="fp16"), progress=None)
+    assert not (tmp_path / "trt").exists()
+
+
+def test_schema_1_artifacts_read_as_fractalad(tiny_run: Path, tmp_path: Path) -> None:
+    from fractalad_edge.models.fractalad import ModelConfig
+
+    copy = tmp_path / "old"
+    shutil.copytree(tiny_run, copy)
+    data = json.loads((copy / "metadata.json").read_text())
+    data["schema_version"] = 1
+    (copy / "metadata.json").write_text(json.dumps(data))
+    metadata = read_metadata(copy)
+    assert "method" not in metadata.model
+    assert ModelConfig.from_dict(dict(metadata.model)).method is Method.FRACTALAD
+
+
+def test_fused_cli_checks_the_memory_before_training(normal_images_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fractalad_edge.cli import app
+
+    out = tmp_path / "r"
+    result = CliRunner().invoke(app, ["train", "--method", "fused", "--data", str(normal_images_dir), "--out", str(out),
+                                      "--input-size", str(TINY), "--steps", "1", "--memory-size", "999999"])
+    assert result.exit_code == 2 and "lower --memory-size" in result.output
+    assert not out.exists()
+
+
+def test_macs_count_the_memory_search(memory_run: Path) -> None:
+    from fractalad_edge.bench.flops import count_artifact_macs
+
+    macs = count_artifact_macs(memory_run)
+    grid = TINY // 8
+    assert macs.by_type["memory"] >= grid * grid * 120 * 32  # patches x memory rows x width
+    assert macs.total > macs.by_type["memory"]
+
+
+def test_pca_projection_keeps_the_main_directions() -> None:
+    from fractalad_edge.train.memory import fit_pca
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(0, 5, (4000, 2)) @ rng.normal(size=(2, 10))
+    features = torch.from_numpy((signal + rng.normal(0, 0.1, (4000, 10)) + 3.0).astype(np.float32))
+    mean, components = fit_pca(features, 2)
+    reconstructed = (features - mean) @ components @ components.T + mean
+    assert float((features - reconstructed).pow(2).mean()) < 0.05
+    assert torch.allclose(components.T @ components, torch.eye(2), atol=1e-4)
