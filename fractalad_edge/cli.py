@@ -132,7 +132,7 @@ def train(
         None, "--object-placement/--no-object-placement", help="Place anomalies on the object. Default by MVTec category."
     ),
     score: Optional[Reduction] = typer.Option(
-        None, help="Image score: top-0.1% mean of the map (fractalad default), mean (the paper's) or max (memory/fused default)."
+        None, help="Image score: mean of the map's top pixels (0.1 % fractalad/fused, 2 % memory; default), mean or max."
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default from preset)."),
@@ -142,19 +142,21 @@ def train(
     ),
     force: bool = typer.Option(False, "--force", help="Replace a training run in --out (only its own files; others are kept)."),
     snapshot_every: Optional[int] = typer.Option(None, help="Also keep the weights every N steps (snapshots/)."),
-    method: TrainMethod = typer.Option(
-        TrainMethod.fractalad,
-        help="fractalad (train the head), memory (nearest-neighbour memory, no training) or fused (both; see README).",
+    method: Optional[TrainMethod] = typer.Option(
+        None,
+        help="fractalad (train the head), memory (nearest-neighbour memory, no training) or fused (both). "
+        "Default: fractalad for MVTec objects, memory otherwise (README).",
     ),
     memory_size: Optional[int] = typer.Option(None, help="memory/fused: memory rows (coreset size). Default: 16000 memory, 8000 fused."),
     memory_fraction: Optional[float] = typer.Option(None, help="memory/fused: memory size as a fraction of the candidate patches."),
     memory_channels: Optional[int] = typer.Option(None, help="memory/fused: reduce patch vectors to N channels (PCA of the memory images, kept in the weights)."),
     memory_strides: str = typer.Option("8,16", help="memory/fused: teacher strides whose features are concatenated."),
-    memory_grid_stride: Optional[int] = typer.Option(None, help="memory/fused: stride of the patches compared (default: 8 memory, 16 fused)."),
+    memory_grid_stride: Optional[int] = typer.Option(None, help="memory/fused: stride of the patches compared (default 16)."),
     memory_pool: int = typer.Option(3, help="memory/fused: neighbourhood (average pooling) size."),
     memory_k: int = typer.Option(1, help="memory/fused: nearest neighbours averaged per patch."),
+    memory_blur: Optional[float] = typer.Option(None, help="memory/fused: Gaussian blur sigma of the distance map, in pixels (default 8 memory, 4 fused)."),
     fusion: Fusion = typer.Option(Fusion.mean, help="fused: how the normalised branch maps combine."),
-    holdout: float = typer.Option(0.2, help="memory/fused: share of normal images kept out of the memory to fit normalisation and thresholds."),
+    holdout: float = typer.Option(0.05, help="memory/fused: share of normal images kept out of the memory (>= 8 images) to fit normalisation and thresholds."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="fused: add the memory to this trained FractalAD run instead of training one."),
 ) -> None:
     """Train FractalAD on normal images only (synthetic fractal anomalies), or build a memory (--method)."""
@@ -166,11 +168,21 @@ def train(
     from fractalad_edge.train.config import TrainConfig, steps_for_epochs
     from fractalad_edge.train.loop import train as run_training
 
+    if method is None:
+        from fractalad_edge.data.categories import default_method
+
+        method = TrainMethod(default_method(category_name(data)))
+        if method is TrainMethod.memory and (steps is not None or epochs is not None or resume):
+            _echo_err(
+                f"{category_name(data)!r} is not an MVTec object, so the default --method is memory (no training), but "
+                "--steps/--epochs/--resume were given: pass --method fractalad (or fused) to train the head"
+            )
+            raise typer.Exit(code=2)
     if method is not TrainMethod.fractalad:
         _build_memory_command(
             method=method, data=data, out=out, init_from=init_from, memory_size=memory_size, memory_fraction=memory_fraction,
             memory_channels=memory_channels, memory_strides=memory_strides, memory_grid_stride=memory_grid_stride,
-            memory_pool=memory_pool, memory_k=memory_k, fusion=fusion, holdout=holdout, seed=seed, backbone=backbone,
+            memory_pool=memory_pool, memory_k=memory_k, memory_blur=memory_blur, fusion=fusion, holdout=holdout, seed=seed, backbone=backbone,
             backbone_weights=backbone_weights, input_size=input_size, score=score, object_placement=object_placement,
             force=force, resume=resume,
             train_first=None if init_from is not None or method is TrainMethod.memory else dict(
@@ -227,7 +239,7 @@ def train(
 def _build_memory_command(
     *, method: TrainMethod, data: Path, out: Path, init_from: Optional[Path], memory_size: Optional[int],
     memory_fraction: Optional[float], memory_channels: Optional[int], memory_strides: str, memory_grid_stride: Optional[int],
-    memory_pool: int, memory_k: int, fusion: Fusion, holdout: float, seed: int,
+    memory_pool: int, memory_k: int, memory_blur: Optional[float], fusion: Fusion, holdout: float, seed: int,
     backbone: str, backbone_weights: Optional[Path], input_size: int, score: Optional[Reduction], object_placement: Optional[bool],
     force: bool, resume: bool, train_first: Optional[dict[str, Any]],
 ) -> None:
@@ -241,7 +253,8 @@ def _build_memory_command(
     from fractalad_edge.data.datasets import category_name
     from fractalad_edge.outputs import check_output_folder
     from fractalad_edge.train.loop import check_new_run_folder
-    from fractalad_edge.train.memory import MemoryBuildConfig, build_memory, check_memory_request
+    from fractalad_edge.method import Method
+    from fractalad_edge.train.memory import METHOD_DEFAULTS, MemoryBuildConfig, build_memory, check_memory_request
 
     try:
         strides = tuple(int(v) for v in memory_strides.split(",") if v.strip())
@@ -251,8 +264,9 @@ def _build_memory_command(
     config = MemoryBuildConfig(
         method=method.value, backbone=backbone, input_size=input_size, channels=memory_channels, fusion=fusion.value,
         strides=strides, grid_stride=memory_grid_stride, pool=memory_pool, k=memory_k,
+        blur_sigma=memory_blur,
         size=memory_size, fraction=memory_fraction, holdout_fraction=holdout, seed=seed,
-        score=ScoreSpec(reduction=(score or Reduction.max).value),
+        score=None if score is None else ScoreSpec(reduction=score.value, topk_fraction=METHOD_DEFAULTS[Method(method.value)]["score"].topk_fraction),
     )
     placement = category_defaults(category_name(data)).object_placement if object_placement is None else object_placement
     if resume and train_first is None:
@@ -269,12 +283,14 @@ def _build_memory_command(
         train(data=data, out=head_run, seed=seed, backbone=backbone, backbone_weights=backbone_weights,
               input_size=input_size, score=score, object_placement=object_placement, method=TrainMethod.fractalad,
               memory_size=None, memory_fraction=None, memory_channels=None, memory_strides=memory_strides,
-              memory_grid_stride=None, memory_pool=memory_pool, memory_k=memory_k, fusion=fusion, holdout=holdout, init_from=None,
+              memory_grid_stride=None, memory_pool=memory_pool, memory_k=memory_k, memory_blur=None, fusion=fusion, holdout=holdout,
+              init_from=None,
               force=force, resume=resume, **train_first)
         init_from = head_run
     typer.echo(
         f"building the memory of a {method.value} model from {data} ({'on ' + str(init_from) if init_from else 'teacher ' + backbone}; "
-        f"{'size ' + str(config.size) if config.size else 'fraction ' + str(config.fraction)}, held out {holdout:.0%})"
+        f"{'fraction ' + str(config.fraction) if config.fraction and not config.size else 'size ' + str(config.size or 'default')}, "
+        f"held out {holdout:.0%})"
     )
     result = build_memory(
         config, data, out, init_from=init_from, backbone_weights=backbone_weights, object_placement=placement, force=force

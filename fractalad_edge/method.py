@@ -154,7 +154,7 @@ class MemoryConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(map(str, set(data) - known))
         if unknown:
-            msg = f"Unknown memory config keys {unknown}; allowed keys: {sorted(known)}"
+            msg = f"the memory config has unknown keys {unknown}; allowed keys: {sorted(known)}"
             raise ConfigError(msg)
         strides = data.get("strides", (8, 16))
         if not isinstance(strides, (list, tuple)):

@@ -39,7 +39,7 @@ for spec in "$@"; do
   data=${fields[0]}
   run=runs/gpu-$name
   started=$SECONDS
-  timeout "${TRAIN_TIMEOUT:-300}" "$PY" -m fractalad_edge.cli train --data "$data" --out "$run" \
+  timeout "${TRAIN_TIMEOUT:-300}" "$PY" -m fractalad_edge.cli train --method fractalad --data "$data" --out "$run" \
     --device "$DEVICE" --workers "$WORKERS" "${fields[@]:1}" > "$OUT/logs/train-$name.log" 2>&1
   echo "train $name (${fields[*]:1}) rc=$? wall_s=$(( SECONDS - started ))" >> "$SUMMARY"
   tr '\r' '\n' < "$OUT/logs/train-$name.log" | grep -E '^(done|Error|.*Error)' | tail -n 2 >> "$SUMMARY"

@@ -86,6 +86,8 @@ def main() -> None:
     p.add_argument("--name", default="")
     p.add_argument("--grid", type=int, default=16)
     p.add_argument("--memory-splits", nargs="+", default=["mem", "hold"])
+    p.add_argument("--hold-in", type=int, default=0,
+                   help="with --memory-splits mem: also put the first N held-out images in the memory (the rest stay held out)")
     p.add_argument("--pool-size", type=int, default=200_000)
     p.add_argument("--sizes", type=int, nargs="+", default=[8000, 16000])
     p.add_argument("--knn", type=int, nargs="+", default=[1, 3])
@@ -94,24 +96,36 @@ def main() -> None:
     p.add_argument("--calib-images", type=int, default=152, help="training images scored leave-one-out for thresholds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="results file (default CACHE/variants.jsonl)")
+    p.add_argument("--order", default=None, help="cache file of the greedy order (.pt): reused when it exists")
+    p.add_argument("--save", default=None, help="folder for the distance grids of the largest M and first --knn "
+                   "(test/hold/syn_grid.npy, read by 'memory_study.py fuse --grids')")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: the greedy loop is slower with 2 on a shared CPU)")
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
     cache = Path(args.cache)
     v = Variant(grid=args.grid)
     g = SIZE // args.grid
     feats = {sp: patch_features(cache, sp, v) for sp in ("mem", "hold", "syn", "test")}
     mem_imgs = torch.cat([feats[sp] for sp in args.memory_splits])
+    if args.hold_in:  # a smaller hold-out: the first N held-out images (and their synthetic copies) join the memory
+        mem_imgs = torch.cat([mem_imgs, feats["hold"][: args.hold_in]])
+        feats["hold"], feats["syn"] = feats["hold"][args.hold_in :], feats["syn"][args.hold_in :]
     n_img = mem_imgs.shape[0]
     rows = to_rows(mem_imgs)
     ids = torch.arange(n_img).repeat_interleave(g * g)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
-    pool_idx = torch.randperm(rows.shape[0], generator=gen)[: args.pool_size] if rows.shape[0] > args.pool_size else torch.arange(rows.shape[0])
-    order = pool_idx[greedy_order(rows[pool_idx], max(args.sizes), args.seed)]
-    build_s = time.perf_counter() - t0
+    if args.order and Path(args.order).is_file():
+        order, build_s = torch.load(args.order)
+    else:
+        pool_idx = torch.randperm(rows.shape[0], generator=gen)[: args.pool_size] if rows.shape[0] > args.pool_size else torch.arange(rows.shape[0])
+        order = pool_idx[greedy_order(rows[pool_idx], max(args.sizes), args.seed)]
+        build_s = time.perf_counter() - t0
+        if args.order:
+            torch.save((order, build_s), args.order)
     print(json.dumps({"images": n_img, "patches": rows.shape[0], "build_s": round(build_s, 1)}), flush=True)
     labels = np.load(cache / "test_labels.npy")
     masks = np.load(cache / "test_masks.npy")
-    syn_masks = np.load(cache / "syn_masks.npy")
     loo = "hold" in args.memory_splits
     # normals for thresholds: held-out images (true hold-out) or, with them in the memory, their leave-one-out scores
     hold_offset = sum(feats[sp].shape[0] for sp in args.memory_splits[: args.memory_splits.index("hold")]) if loo else 0
@@ -128,6 +142,10 @@ def main() -> None:
             syn_ids = hold_ids
             syn_grid = distances(to_rows(feats["syn"]), mem, knn, q_ids=syn_ids, mem_ids=mem_ids if loo else None).reshape(-1, g, g).numpy()
             score_s = time.perf_counter() - t1
+            if args.save and m == max(args.sizes) and knn == args.knn[0]:
+                Path(args.save).mkdir(parents=True, exist_ok=True)
+                for split, grid_map in (("test", test_grid), ("hold", hold_grid), ("syn", syn_grid)):
+                    np.save(Path(args.save) / f"{split}_grid.npy", grid_map.astype(np.float32))
             for sigma in args.sigmas:
                 tm, hm, sm = (blur_maps(x, sigma) for x in (test_grid, hold_grid, syn_grid))
                 pix = evaluate_maps(labels, image_scores(tm, "max"), masks, tm)
@@ -138,7 +156,7 @@ def main() -> None:
                     thr = f1_threshold(cal_labels, cal)
                     best, _ = f1_max(labels, ts)
                     img = evaluate_maps(labels, ts)
-                    row = {"name": args.name, "grid": args.grid, "memory": "+".join(args.memory_splits), "images": n_img,
+                    row = {"name": args.name, "grid": args.grid, "memory": "+".join(args.memory_splits) + (f"+{args.hold_in}hold" if args.hold_in else ""), "images": n_img,
                            "M": m, "knn": knn, "sigma": sigma, "reduction": red,
                            "image": round(100 * img.image_auroc, 2), "pixel": round(100 * pix.pixel_auroc, 2),
                            "aupro": round(100 * pix.aupro, 2), "f1_best": round(100 * best, 2),

@@ -113,7 +113,7 @@ def test_calibrate_rejects_an_unknown_method(tiny_run: Path, normal_images_dir: 
 def test_train_command_runs_a_tiny_schedule(tmp_path: Path) -> None:
     data = make_demo_dataset(tmp_path / "part", size=64, train=4, test_good=1, test_defect=1)
     result = invoke(
-        "train", "--data", data, "--out", tmp_path / "run", "--steps", "2", "--batch-size", "2",
+        "train", "--data", data, "--out", tmp_path / "run", "--method", "fractalad", "--steps", "2", "--batch-size", "2",
         "--input-size", "64", "--head-channels", "8",
     )
     assert result.exit_code == 0, result.output

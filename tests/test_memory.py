@@ -278,3 +278,50 @@ def test_pca_projection_keeps_the_main_directions() -> None:
     reconstructed = (features - mean) @ components @ components.T + mean
     assert float((features - reconstructed).pow(2).mean()) < 0.05
     assert torch.allclose(components.T @ components, torch.eye(2), atol=1e-4)
+
+
+def _edited_metadata(run: Path, tmp_path: Path, edit) -> Path:  # noqa: ANN001 - a callable on the metadata dict
+    copy = tmp_path / "edited"
+    shutil.copytree(run, copy)
+    data = json.loads((copy / "metadata.json").read_text())
+    edit(data)
+    (copy / "metadata.json").write_text(json.dumps(data))
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda d: d["model"]["memory"].update(radius=3), "unknown"),
+        (lambda d: d["model"]["memory"]["stats"].update(bias=1.0), "unknown"),
+        (lambda d: d["model"]["memory"].update(k="3"), "k must be an int"),
+        (lambda d: d["model"].update(method="patchcore"), "method must be one of"),
+        (lambda d: d["model"].pop("memory"), "needs model.memory"),
+        (lambda d: d.update(schema_version=1), "schema version >= 2"),
+    ],
+)
+def test_memory_metadata_is_validated(memory_run: Path, tmp_path: Path, edit, match: str) -> None:  # noqa: ANN001
+    from fractalad_edge.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match=match):
+        read_metadata(_edited_metadata(memory_run, tmp_path, edit), verify=False)
+
+
+def test_memory_run_folder_is_checked_before_work(memory_run: Path, normal_images_dir: Path, tmp_path: Path) -> None:
+    from fractalad_edge.errors import OutputExistsError
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="not a training run"):
+        build_memory(MemoryBuildConfig(size=50, **FAST), normal_images_dir, foreign, progress=False)
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    copy = tmp_path / "again"
+    shutil.copytree(memory_run, copy)
+    (copy / "notes.txt").write_text("kept")
+    with pytest.raises(OutputExistsError, match="--force"):
+        build_memory(MemoryBuildConfig(size=50, **FAST), normal_images_dir, copy, progress=False)
+    build_memory(MemoryBuildConfig(size=50, **FAST), normal_images_dir, copy, progress=False, force=True)
+    assert read_metadata(copy).model["memory"]["size"] == 50
+    assert (copy / "notes.txt").read_text() == "kept"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]

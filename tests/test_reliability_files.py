@@ -137,7 +137,7 @@ def test_a_symlink_or_file_as_out_is_refused_before_any_work(
     before = tree(workspace)
     args = {
         "export": ("export", tiny_run, "--format", "torch", "--out", out, "--force"),
-        "train": ("train", "--data", normal_images_dir, "--out", out, "--force", "--steps", "1", "--input-size", "64"),
+        "train": ("train", "--data", normal_images_dir, "--out", out, "--force", "--method", "fractalad", "--steps", "1", "--input-size", "64"),
         "predict": ("predict", tiny_run, normal_images_dir, "--out", out, "--force"),
     }[command]
     assert_refused(invoke(*args), str(out))
@@ -184,7 +184,7 @@ def test_kill_during_export_leaves_nothing_loadable_and_the_next_run_sweeps_the_
 
 
 # ----------------------------------------------------------------------------- train --out
-TRAIN_TINY = ("--steps", "1", "--batch-size", "2", "--input-size", "64", "--head-channels", "8")
+TRAIN_TINY = ("--method", "fractalad", "--steps", "1", "--batch-size", "2", "--input-size", "64", "--head-channels", "8")
 
 
 @pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
@@ -270,7 +270,7 @@ def test_resume_refuses_a_checkpoint_without_identity(finished_run: Path, normal
 def test_resume_with_the_same_options_continues_its_own_run(finished_run: Path, normal_images_dir: Path, workspace: Path) -> None:
     out = workspace / "run"
     shutil.copytree(finished_run, out)
-    flags = [x if x != "1" or i != 1 else "2" for i, x in enumerate(TRAIN_TINY)]
+    flags = [x if x != "1" or i != 3 else "2" for i, x in enumerate(TRAIN_TINY)]
     result = invoke("train", "--data", normal_images_dir, "--out", out, *flags, "--resume")
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()] == [1, 2]

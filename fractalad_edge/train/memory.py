@@ -7,7 +7,7 @@ a low-dimensional random projection, which keeps it to minutes on a small CPU. T
 loop is one matrix-vector product per pick, written in torch: a nearest-neighbour library
 (e.g. faiss) answers queries against a fixed index and does not speed up this update.
 
-A share of the normal images (``holdout_fraction``) is kept out of the memory: distances
+A small share of the normal images (``holdout_fraction``, 5 %) is kept out of the memory: distances
 of images in the memory are near zero, so normalisation (``fused``) and thresholds are
 fitted on the held-out ones, and the exporter refits thresholds on them too (the run's
 ``config.json`` lists them).
@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +41,21 @@ from fractalad_edge.preprocess import prepare_batch
 log = logging.getLogger(__name__)
 
 CONFIG_FILENAME = "config.json"
+#: fewest held-out images when there are enough (5 per cent of magnetic tile's 761 is 38)
+MIN_HOLDOUT = 8
 #: percentiles of a branch's pixel values on held-out normals that map to 0 and 1
 NORMALISE_PERCENTILES = (50.0, 99.9)
 
 
-#: Per-method defaults for ``grid_stride`` and ``size`` (docs/experiments/memory-branch.md):
-#: ``memory`` (textures) compares stride-8 patches with 16 000 rows (magnetic tile 96.93 image
-#: AUROC there); ``fused`` searches at stride 16 with 8 000 rows (0.31 GMACs against 2.49; bottle
-#: fused 100.00 / 99.12 / 95.69), since the head already gives the fine map.
-METHOD_DEFAULTS: dict[Method, dict[str, int]] = {
-    Method.MEMORY: {"grid_stride": 8, "size": 16_000},
-    Method.FUSED: {"grid_stride": 16, "size": 8_000},
+#: Per-method defaults (docs/experiments/memory-method.md, measured on bottle and magnetic
+#: tile): both search stride-16 patches (stride-8 features pooled to that grid; the search
+#: costs a quarter of stride 8's). ``memory`` (textures): 16 000 rows, blur sigma 8, image
+#: score = mean of the top 2 % of the map (magnetic tile 95.56 / 83.91, bottle 100.00 /
+#: 98.01). ``fused`` (objects): 8 000 rows (0.31 GMACs: the head gives the fine map), sigma 4,
+#: top 0.1 % (bottle 100.00 / 99.08; the top 2 % drops it to 99.84).
+METHOD_DEFAULTS: dict[Method, dict[str, Any]] = {
+    Method.MEMORY: {"grid_stride": 16, "size": 16_000, "blur_sigma": 8.0, "score": ScoreSpec(reduction="topk", topk_fraction=0.02)},
+    Method.FUSED: {"grid_stride": 16, "size": 8_000, "blur_sigma": 4.0, "score": ScoreSpec(reduction="topk", topk_fraction=0.001)},
 }
 
 
@@ -59,7 +63,8 @@ METHOD_DEFAULTS: dict[Method, dict[str, int]] = {
 class MemoryBuildConfig:
     """How to build the memory. ``size`` (rows) wins over ``fraction`` (of the candidate pool).
 
-    ``grid_stride`` and ``size`` left at None take the method's :data:`METHOD_DEFAULTS`.
+    ``grid_stride`` and ``size`` left at None take the method's :data:`METHOD_DEFAULTS`
+    (``size``: capped at the candidates, see :func:`check_memory_size`).
     """
 
     method: Method = Method.MEMORY
@@ -70,19 +75,19 @@ class MemoryBuildConfig:
     pool: int = 3
     channels: int | None = None
     k: int = 1
-    blur_sigma: float = 4.0
+    blur_sigma: float | None = None
     fusion: FusionRule = FusionRule.MEAN
     head_space: str = "sigmoid"
     size: int | None = None
     fraction: float | None = None
     candidates: int = 200_000  # random pool the coreset is chosen from
     projection_dim: int = 64  # random projection for the selection's distances
-    holdout_fraction: float = 0.2
+    #: share of the normal images kept out of the memory (at least MIN_HOLDOUT images, at most a fifth)
+    holdout_fraction: float = 0.05
     seed: int = 0
     batch_size: int = 8
     calibration_images: int = 64
-    #: image score = map max (docs/experiments/memory-branch.md); blurred distance maps have no single-pixel spikes
-    score: ScoreSpec = field(default_factory=lambda: ScoreSpec(reduction="max"))
+    score: ScoreSpec | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -95,10 +100,9 @@ class MemoryBuildConfig:
             raise ConfigError(msg)
         object.__setattr__(self, "strides", tuple(self.strides))
         defaults = METHOD_DEFAULTS[self.method]
-        if self.grid_stride is None:
-            object.__setattr__(self, "grid_stride", defaults["grid_stride"])
-        if self.size is None and self.fraction is None:
-            object.__setattr__(self, "size", defaults["size"])
+        for name in ("grid_stride", "blur_sigma", "score"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, defaults[name])
         # validates fusion/strides/pool/channels/k/blur the same way the model will
         object.__setattr__(self, "fusion", MemoryConfig(
             strides=self.strides, grid_stride=self.grid_stride, pool=self.pool, channels=self.channels, k=self.k, size=max(self.k, 1),
@@ -122,7 +126,7 @@ class MemoryBuildConfig:
                 msg = f"memory build option {name}={getattr(self, name)!r} is out of range"
                 raise ConfigError(msg)
         if self.method is Method.FUSED and self.holdout_fraction <= 0.0:
-            msg = "'fused' normalises each branch on held-out normal images; give holdout_fraction > 0 (e.g. 0.2)"
+            msg = "'fused' normalises each branch on held-out normal images; give holdout_fraction > 0 (e.g. 0.05)"
             raise ConfigError(msg)
 
     def to_dict(self) -> dict[str, Any]:
@@ -230,11 +234,20 @@ def estimate_build_bytes(num_images: int, grid: int, feature_dim: int, candidate
 
 
 def check_memory_size(config: MemoryBuildConfig, num_memory_images: int) -> tuple[int, int, int]:
-    """``(grid, candidate rows, memory rows)``; refuses a memory larger than its candidates."""
+    """``(grid, candidate rows, memory rows)``; refuses a memory larger than its candidates.
+
+    Neither ``size`` nor ``fraction`` given: the method's default size, or every candidate
+    when there are fewer (a small data set keeps all its patches).
+    """
     grid = config.input_size // (config.grid_stride or min(config.strides))
     patches = num_memory_images * grid * grid
     pool_rows = min(patches, config.candidates)
-    size = config.size if config.size is not None else max(config.k, int(round(config.fraction * pool_rows)))
+    if config.size is not None:
+        size = config.size
+    elif config.fraction is not None:
+        size = max(config.k, int(round(config.fraction * pool_rows)))
+    else:
+        size = min(METHOD_DEFAULTS[config.method]["size"], pool_rows)
     if size > pool_rows or size < config.k:
         msg = (
             f"a memory of {size} patches needs at least that many candidates, but {num_memory_images} memory images give "
@@ -264,9 +277,18 @@ def _read_images(paths: Sequence[Path]) -> list[np.ndarray]:
     return images
 
 
+def holdout_count(num_images: int, holdout_fraction: float) -> int:
+    """Images kept out of the memory: ``holdout_fraction`` of them, but at least :data:`MIN_HOLDOUT`
+    (the normalisation percentiles and thresholds need a few), at most a fifth, never under 2."""
+    if holdout_fraction <= 0:
+        return 0
+    wanted = max(MIN_HOLDOUT, int(round(holdout_fraction * num_images)))
+    return max(2, min(wanted, num_images // 5))
+
+
 def _split(paths: Sequence[Path], holdout_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
     order = np.random.default_rng(seed).permutation(len(paths))
-    n_hold = 0 if holdout_fraction <= 0 else max(2, int(round(holdout_fraction * len(paths))))
+    n_hold = holdout_count(len(paths), holdout_fraction)
     if n_hold and len(paths) - n_hold < 1:
         msg = f"{len(paths)} normal images cannot be split into memory and {n_hold} held-out images; add images or lower --holdout"
         raise DatasetError(msg)
