@@ -144,7 +144,8 @@ def train(
     snapshot_every: Optional[int] = typer.Option(None, help="Also keep the weights every N steps (snapshots/)."),
     method: Optional[TrainMethod] = typer.Option(
         None,
-        help="fractalad (train the head), memory (nearest-neighbour memory, no training) or fused (both). "
+        help="fractalad (train the head), memory (nearest neighbours in a memory of normal patches, no training) "
+        "or fused (both). "
         "Default: fractalad for MVTec objects, memory otherwise (README).",
     ),
     memory_size: Optional[int] = typer.Option(None, help="memory/fused: memory rows (coreset size). Default: 16000 memory, 8000 fused."),

@@ -63,8 +63,8 @@ METHOD_DEFAULTS: dict[Method, dict[str, Any]] = {
 class MemoryBuildConfig:
     """How to build the memory. ``size`` (rows) wins over ``fraction`` (of the candidate pool).
 
-    ``grid_stride`` and ``size`` left at None take the method's :data:`METHOD_DEFAULTS`
-    (``size``: capped at the candidates, see :func:`check_memory_size`).
+    ``grid_stride``, ``blur_sigma``, ``score`` and ``size`` left at None take the method's
+    :data:`METHOD_DEFAULTS` (``size``: capped at the candidates, see :func:`check_memory_size`).
     """
 
     method: Method = Method.MEMORY
@@ -90,11 +90,7 @@ class MemoryBuildConfig:
     score: ScoreSpec | None = None
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "method", Method(self.method))
-        except ValueError:
-            msg = f"method must be 'memory' or 'fused' to build a memory, got {self.method!r}"
-            raise ConfigError(msg) from None
+        object.__setattr__(self, "method", parse_method(self.method))
         if self.method is Method.FRACTALAD:
             msg = "MemoryBuildConfig builds 'memory' or 'fused' models; train 'fractalad' with fractalad_edge.train.loop.train"
             raise ConfigError(msg)
