@@ -132,7 +132,7 @@ def train(
         None, "--object-placement/--no-object-placement", help="Place anomalies on the object. Default by MVTec category."
     ),
     score: Optional[Reduction] = typer.Option(
-        None, help="Image score: mean of the map's top pixels (0.1 % fractalad/fused, 2 % memory; default), mean or max."
+        None, help="Image score: mean of the map's top pixels (0.1 % fractalad, 2 % memory; default), mean or max (fused default)."
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default from preset)."),
