@@ -330,7 +330,7 @@ def markdown_report(report: BenchReport) -> str:
         "(image score, calibration, map resized back to the frame); one staged call follows each timed `predict`.",
         f"- Throughput: `predict_batch` on {cfg.get('throughput_batch')} frames, interleaved the same way; "
         "OpenVINO rows also report its AsyncInferQueue with the THROUGHPUT hint (inference only).",
-        "- Accuracy: every test image through the configuration's own predictor (`bench.accuracy.evaluate_predictor`); "
+        "- Accuracy: every test image through the configuration's own predictor (`evaluation.evaluate_predictor`); "
         "image AUROC uses the artifact's score reduction, AUPRO integrates to 30 % FPR.",
         "- Memory: each configuration is loaded again in a fresh Python process; RSS is read after importing numpy, "
         "OpenCV and the Predictor (baseline), after loading (the runtime package's import counts) and at the "

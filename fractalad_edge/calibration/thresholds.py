@@ -34,12 +34,6 @@ class ThresholdMethod(str, Enum):
 MAX_PIXELS = 2_000_000  # pixel F1 on a deterministic subsample keeps calibration to seconds
 
 
-def maps_for(predictor: Predictor, images: Sequence[np.ndarray], *, batch_size: int = 8) -> np.ndarray:
-    """Raw maps for RGB images, in batches so memory stays flat on small devices."""
-    chunks = [predictor.raw_maps(list(images[i : i + batch_size]), channel_order="rgb") for i in range(0, len(images), batch_size)]
-    return np.concatenate(chunks)
-
-
 def f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     """The F1-optimal threshold, in the middle of the score gap where F1 is at its best.
 
@@ -124,6 +118,6 @@ def calibrate_scores(
     seed: int | None = None,
 ) -> ScoreCalibration:
     """Run the predictor's own runtime on RGB ``images`` and fit thresholds to its outputs."""
-    maps = maps_for(predictor, images)
+    maps = predictor.raw_maps(images, channel_order="rgb")
     scores = image_scores(maps, predictor.metadata.score)
     return fit_thresholds(maps, labels, masks, scores, method=method, target_fpr=target_fpr, source=source, seed=seed)

@@ -102,6 +102,6 @@ class OnnxRuntimeBackend(Backend):
             "runtime": self.name,
             "device": self.device,
             "providers": ",".join(self.session.get_providers()) if self.session is not None else "",
-            "threads": "default" if self.threads is None else str(self.threads),
+            "threads": "default (one per physical core)" if self.threads is None else str(self.threads),
             "onnxruntime": self.version,
         }

@@ -158,7 +158,7 @@ class OpenVINOBackend(Backend):
             executing = ",".join(self.compiled.get_property("EXECUTION_DEVICES"))
         except RuntimeError:
             executing = self.device
-        return {
+        described = {
             "runtime": self.name,
             "device": executing,
             "inference_precision": self.inference_precision(),
@@ -166,3 +166,9 @@ class OpenVINOBackend(Backend):
             "threads": "default" if self.threads is None else str(self.threads),
             "openvino": self.version,
         }
+        for key in ("INFERENCE_NUM_THREADS", "NUM_STREAMS"):  # what the plugin chose
+            try:
+                described[key.lower()] = str(self.compiled.get_property(key))
+            except Exception:  # noqa: BLE001, S112 - a plugin without the property
+                continue
+        return described

@@ -38,9 +38,6 @@ from fractalad_edge.runtimes.base import Backend, require
 from fractalad_edge.runtimes.cuda_memory import cuda_memory
 from fractalad_edge.runtimes.tensorrt_compat import check_engine_compatible, current_engine_info, engine_cache_name
 
-ENGINE_FILENAME = "model.engine"
-
-
 def cuda_device_index(device: str) -> int:
     kind, _, index = device.lower().partition(":")
     if kind != "cuda" or (index and not index.isdigit()):
