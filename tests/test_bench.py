@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fractalad_edge.artifact import ONNX_FILENAME, ArtifactMetadata, ModelFormat, Precision
+from fractalad_edge.artifact import ArtifactMetadata, ModelFormat, Precision
 from fractalad_edge.bench.latency import LatencyStats, interleaved_rounds, latency_report, round_sizes
 from fractalad_edge.bench.matrix import BenchConfig, plan, unavailable
 from fractalad_edge.bench.report import BenchReport, ConfigResult, console_table, plot_report, write_reports
@@ -385,7 +385,7 @@ class PlainOnnxBackend(Backend):
         if options:
             msg = f"the plain-onnx runtime takes no options, got {sorted(options)}"
             raise ConfigError(msg)
-        return cls(Path(directory) / ONNX_FILENAME)
+        return cls(metadata.model_file(directory, ".onnx"))  # the file metadata.json lists
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         (maps,) = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})

@@ -15,7 +15,7 @@ import numpy as np
 
 from fractalad_edge.artifact import ScoreCalibration, read_metadata, write_metadata
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
-from fractalad_edge.calibration.thresholds import ThresholdMethod, calibrate_scores, fit_thresholds
+from fractalad_edge.calibration.thresholds import DEFAULT_TARGET_FPR, ThresholdMethod, calibrate_scores, fit_thresholds
 from fractalad_edge.data.datasets import find_training_images
 from fractalad_edge.errors import ConfigError
 from fractalad_edge.preprocess import image_scores
@@ -45,7 +45,7 @@ def recalibrate(
     normal: str | Path,
     defects: str | Path | None = None,
     method: str = "f1",
-    target_fpr: float = 0.01,
+    target_fpr: float = DEFAULT_TARGET_FPR,
     count: int = 64,
     seed: int = 2026,
     runtime: str | None = None,

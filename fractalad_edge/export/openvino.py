@@ -21,7 +21,7 @@ from __future__ import annotations
 from fractalad_edge.artifact import IR_FILENAME, IR_WEIGHTS_FILENAME, ONNX_FILENAME, Precision
 from fractalad_edge.export.formats import ExportedModel, ExportJob
 from fractalad_edge.export.onnx import export_onnx
-from fractalad_edge.runtimes.base import require
+from fractalad_edge.extras import require
 
 
 

@@ -41,7 +41,7 @@ from fractalad_edge.artifact import (
     write_metadata,
 )
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
-from fractalad_edge.calibration.thresholds import ThresholdMethod, calibrate_scores
+from fractalad_edge.calibration.thresholds import ThresholdMethod, calibrate_scores, parse_method_label
 from fractalad_edge.errors import CalibrationError, ConfigError, ExportError, FractalADError, OutputExistsError
 from fractalad_edge.export.formats import (
     INT8_WEIGHT_RANGES,
@@ -286,10 +286,7 @@ def _validation_count(options: ExportOptions) -> int:
 
 def _threshold_method(run_metadata: ArtifactMetadata) -> tuple[ThresholdMethod, float]:
     """Keep the run's thresholding rule (F1 on synthetic anomalies, or a target false-alarm rate)."""
-    method = run_metadata.calibration.method if run_metadata.calibration is not None else ThresholdMethod.F1.value
-    if method.startswith("fpr@"):
-        return ThresholdMethod.FPR, float(method.removeprefix("fpr@"))
-    return ThresholdMethod.F1, 0.01
+    return parse_method_label(run_metadata.calibration.method if run_metadata.calibration is not None else "")
 
 
 def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[Path], bool]:

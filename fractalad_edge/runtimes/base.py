@@ -18,7 +18,7 @@ import numpy as np
 
 from fractalad_edge.artifact import ArtifactMetadata, ModelFormat, Precision
 from fractalad_edge.errors import ConfigError, RuntimeMismatchError, RuntimeNotAvailableError
-from fractalad_edge.extras import install_hint, require  # noqa: F401 - require: the backends' import
+from fractalad_edge.extras import install_hint
 
 
 class Backend(ABC):

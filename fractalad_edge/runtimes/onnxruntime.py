@@ -14,7 +14,8 @@ import numpy as np
 
 from fractalad_edge.artifact import ArtifactMetadata, Precision
 from fractalad_edge.errors import ConfigError, PredictorClosedError, RuntimeMismatchError
-from fractalad_edge.runtimes.base import Backend, require
+from fractalad_edge.extras import require
+from fractalad_edge.runtimes.base import Backend
 
 
 #: device name -> execution providers, in priority order (CPU always last as the fallback

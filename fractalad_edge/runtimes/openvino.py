@@ -25,7 +25,8 @@ import numpy as np
 
 from fractalad_edge.artifact import ArtifactMetadata, ModelFormat, Precision
 from fractalad_edge.errors import ConfigError, PredictorClosedError, RuntimeMismatchError
-from fractalad_edge.runtimes.base import Backend, require
+from fractalad_edge.extras import require
+from fractalad_edge.runtimes.base import Backend
 
 
 PRECISION_HINTS: dict[Precision, str] = {
