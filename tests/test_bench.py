@@ -19,7 +19,9 @@ import pytest
 from fractalad_edge.artifact import ArtifactMetadata, ModelFormat, Precision
 from fractalad_edge.bench.latency import LatencyStats, interleaved_rounds, latency_report, round_sizes
 from fractalad_edge.bench.matrix import BenchConfig, plan, unavailable
-from fractalad_edge.bench.report import BenchReport, ConfigResult, console_table, plot_report, write_reports
+from fractalad_edge.bench.render_markdown import console_table
+from fractalad_edge.bench.render_plot import plot_report
+from fractalad_edge.bench.report import BenchReport, ConfigResult, write_reports
 from fractalad_edge.bench.system import capture_environment, cpu_model, package_versions
 from fractalad_edge.errors import ConfigError
 from fractalad_edge.runtimes.base import RUNTIMES, Backend, RuntimeEntry, register_runtime

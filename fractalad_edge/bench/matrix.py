@@ -44,7 +44,8 @@ from fractalad_edge.bench.latency import (
     throughput_report,
 )
 from fractalad_edge.bench.memory import measure_memory
-from fractalad_edge.bench.report import BenchReport, ConfigResult, console_table, write_reports
+from fractalad_edge.bench.render_markdown import console_table
+from fractalad_edge.bench.report import BenchReport, ConfigResult, write_reports
 from fractalad_edge.bench.system import capture_environment
 from fractalad_edge.data.datasets import category_name
 from fractalad_edge.data.test_set import TestSet, load_test_set, spread_subset
@@ -374,16 +375,16 @@ def run_bench(
             )
 
     if predictors:
-        _time_all(predictors, rows, config, frame, batch_frames, progress)
+        rows.update(_time_all(predictors, rows, config, frame, batch_frames, progress))
         if config.async_throughput:
-            _async_throughput(predictors, rows, items, config, batch_frames, progress)
+            rows.update(_async_throughput(predictors, rows, items, config, batch_frames, progress))
     environment = capture_environment(notes=env_notes)
     for predictor in predictors.values():
         predictor.close()
     predictors.clear()
 
     if config.memory:
-        _measure_memory(rows, items, config, frame_path, progress)
+        rows.update(_measure_memory(rows, items, config, frame_path, progress))
 
     ref_p50 = None if reference is None or rows[reference].latency is None else rows[reference].latency.full.p50_ms
     for name, row in rows.items():
@@ -488,8 +489,8 @@ def _time_all(
     frame: np.ndarray,
     batch_frames: list[np.ndarray],
     progress: Callable[[str], None],
-) -> None:
-    """Latency (full + stages) and batch throughput, all configurations interleaved."""
+) -> dict[str, ConfigResult]:
+    """Latency (full + stages) and batch throughput, all configurations interleaved; the timed rows."""
     timers = {name: PredictorTimer(p, frame, batch_frames) for name, p in predictors.items()}
     errors: dict[str, BaseException] = {}
     progress(
@@ -506,19 +507,21 @@ def _time_all(
         {n: _guarded(t.batch, errors, n, 1) for n, t in timers.items() if n not in errors},
         runs=batches, rounds=config.rounds, warmup=min(2, config.warmup),
     )
+    timed = {}
     for name in timers:
         if name in errors:
-            rows[name] = dataclasses.replace(rows[name], status=_failure(errors[name], "timing"))
+            timed[name] = dataclasses.replace(rows[name], status=_failure(errors[name], "timing"))
             continue
-        rows[name] = dataclasses.replace(
+        timed[name] = dataclasses.replace(
             rows[name], latency=latency_report(latency[name]), throughput=throughput_report(throughput[name], config.throughput_batch)
         )
+    return timed
 
 
 def _measure_memory(
     rows: dict[str, ConfigResult], items: dict[str, _Planned], config: BenchConfig, frame_path: Path, progress: Callable[[str], None]
-) -> None:
-    """Peak RSS per working configuration, each in its own fresh process.
+) -> dict[str, ConfigResult]:
+    """Peak RSS per working configuration, each in its own fresh process; the measured rows.
 
     The probes run after all timing is done, several at once (one per usable CPU): each
     process's high-water mark is its own, so running them side by side changes no number.
@@ -529,7 +532,7 @@ def _measure_memory(
 
     names = [name for name, row in rows.items() if row.ok and row.artifact is not None]
     if not names:
-        return
+        return {}
     progress(f"bench: peak memory of {len(names)} configurations, each in a fresh process")
 
     def probe(name: str) -> tuple[str, Any]:
@@ -542,13 +545,15 @@ def _measure_memory(
         except Exception as exc:  # noqa: BLE001 - memory is one column; keep the row
             return name, exc
 
+    measured = {}
     with ThreadPoolExecutor(max_workers=max(1, min(len(names), usable_cpus()))) as pool:
         for name, result in pool.map(probe, names):
             row = rows[name]
             if isinstance(result, Exception):
-                rows[name] = dataclasses.replace(row, notes=(*row.notes, f"memory not measured: {result}"))
+                measured[name] = dataclasses.replace(row, notes=(*row.notes, f"memory not measured: {result}"))
             else:
-                rows[name] = dataclasses.replace(row, memory=result)
+                measured[name] = dataclasses.replace(row, memory=result)
+    return measured
 
 
 def _async_throughput(
@@ -558,7 +563,9 @@ def _async_throughput(
     config: BenchConfig,
     batch_frames: list[np.ndarray],
     progress: Callable[[str], None],
-) -> None:
+) -> dict[str, ConfigResult]:
+    """OpenVINO's AsyncInferQueue throughput (THROUGHPUT hint) for the OpenVINO CPU rows; the measured rows."""
+    measured = {}
     for name, predictor in predictors.items():
         row = rows[name]
         if not row.ok or items[name].format is not ModelFormat.OPENVINO or row.device != "cpu":
@@ -575,9 +582,10 @@ def _async_throughput(
             result = openvino_async_throughput(
                 str(Path(row.artifact) / xml), inputs, precision_hint=PRECISION_HINTS[predictor.metadata.precision], threads=config.threads
             )
-            rows[name] = dataclasses.replace(row, async_throughput=result)
+            measured[name] = dataclasses.replace(row, async_throughput=result)
         except Exception as exc:  # noqa: BLE001 - an optional column
-            rows[name] = dataclasses.replace(row, notes=(*row.notes, f"async throughput not measured: {exc}"))
+            measured[name] = dataclasses.replace(row, notes=(*row.notes, f"async throughput not measured: {exc}"))
+    return measured
 
 
 __all__ = ["BenchConfig", "plan", "run_bench"]
