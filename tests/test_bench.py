@@ -305,6 +305,8 @@ def test_every_working_row_has_latency_accuracy_and_memory(bench_out) -> None:
     assert onnx.map_mean_abs_diff < 1e-3, "fp32 ONNX must reproduce the torch maps on the test set"
     openvino = report.result("openvino-fp32")
     assert openvino.async_throughput is not None and openvino.async_throughput.images_per_second > 0
+    assert openvino.async_throughput.method == "openvino-async(THROUGHPUT)" and openvino.async_throughput.requests >= 1
+    assert onnx.async_throughput is None  # a runtime without an async queue gets no such column
 
 
 def test_unrunnable_configurations_are_rows_that_say_why(bench_out) -> None:

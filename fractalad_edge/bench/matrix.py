@@ -37,9 +37,9 @@ from fractalad_edge.artifact import (
 )
 from fractalad_edge.bench.latency import (
     PredictorTimer,
+    async_throughput,
     interleaved_rounds,
     latency_report,
-    openvino_async_throughput,
     round_sizes,
     throughput_report,
 )
@@ -88,7 +88,7 @@ class BenchConfig:
     #: accuracy are still measured; the row shows the gate's verdict
     allow_accuracy_drop: bool = True
     memory: bool = True  # peak RSS per configuration, each in a fresh process
-    async_throughput: bool = True  # OpenVINO AsyncInferQueue with the THROUGHPUT hint, for openvino rows
+    async_throughput: bool = True  # through the runtime's own async queue where it has one (OpenVINO: THROUGHPUT hint)
 
     def __post_init__(self) -> None:
         runtimes = tuple(self.runtimes)
@@ -377,7 +377,7 @@ def run_bench(
     if predictors:
         rows.update(_time_all(predictors, rows, config, frame, batch_frames, progress))
         if config.async_throughput:
-            rows.update(_async_throughput(predictors, rows, items, config, batch_frames, progress))
+            rows.update(_async_throughput(predictors, rows, config, batch_frames, progress))
     environment = capture_environment(notes=env_notes)
     for predictor in predictors.values():
         predictor.close()
@@ -559,29 +559,23 @@ def _measure_memory(
 def _async_throughput(
     predictors: dict[str, Predictor],
     rows: dict[str, ConfigResult],
-    items: dict[str, _Planned],
     config: BenchConfig,
     batch_frames: list[np.ndarray],
     progress: Callable[[str], None],
 ) -> dict[str, ConfigResult]:
-    """OpenVINO's AsyncInferQueue throughput (THROUGHPUT hint) for the OpenVINO CPU rows; the measured rows."""
+    """Throughput through the runtime's own async queue (``Backend.async_queue``) on CPU rows; the measured rows."""
     measured = {}
     for name, predictor in predictors.items():
-        row = rows[name]
-        if not row.ok or items[name].format is not ModelFormat.OPENVINO or row.device != "cpu":
+        row, backend = rows[name], predictor.backend
+        if not row.ok or backend.async_queue is None or row.device != "cpu":
             continue
-        xml = next((f.path for f in predictor.metadata.files if f.path.endswith(".xml")), None)
-        if xml is None or row.artifact is None:
-            continue
-        progress(f"bench: {name}: OpenVINO async throughput (THROUGHPUT hint)")
+        progress(f"bench: {name}: async throughput ({backend.async_queue})")
         inputs = [prepare_batch([f], predictor.metadata.input, channel_order="bgr")[0] for f in batch_frames]
-        inputs = (inputs * math.ceil(max(4 * config.throughput_batch, 16) / len(inputs)))[: max(4 * config.throughput_batch, 16)]
+        count = max(4 * config.throughput_batch, 16)
+        inputs = (inputs * math.ceil(count / len(inputs)))[:count]
         try:
-            from fractalad_edge.runtimes.openvino import PRECISION_HINTS
-
-            result = openvino_async_throughput(
-                str(Path(row.artifact) / xml), inputs, precision_hint=PRECISION_HINTS[predictor.metadata.precision], threads=config.threads
-            )
+            rates, requests = backend.async_rates(inputs)
+            result = async_throughput(rates, frames_per_pass=len(inputs), requests=requests, method=backend.async_queue)
             measured[name] = dataclasses.replace(row, async_throughput=result)
         except Exception as exc:  # noqa: BLE001 - an optional column
             measured[name] = dataclasses.replace(row, notes=(*row.notes, f"async throughput not measured: {exc}"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +27,8 @@ class Backend(ABC):
     name: ClassVar[str]
     #: largest batch one call accepts; None = any (static engines take 1 and are looped)
     max_batch: int | None = None
+    #: the runtime's own asynchronous queue, named for reports (None: it has none; see ``async_rates``)
+    async_queue: ClassVar[str | None] = None
 
     @classmethod
     @abstractmethod
@@ -43,6 +45,12 @@ class Backend(ABC):
     def describe(self) -> dict[str, str]:
         """Device and settings, for benchmark reports."""
         return {"runtime": self.name}
+
+    def async_rates(self, inputs: Sequence[np.ndarray], *, repeats: int = 3) -> tuple[list[float], int]:
+        """Images/s of each of ``repeats`` passes of pre-processed (1, 3, H, W) ``inputs`` through
+        ``async_queue``, and how many requests it kept in flight. Only where ``async_queue`` is set."""
+        msg = f"the {self.name} runtime has no asynchronous queue to measure"
+        raise RuntimeMismatchError(msg)
 
 
 @dataclass(frozen=True, kw_only=True)
