@@ -24,7 +24,6 @@ from fractalad_edge.export.onnx import export_onnx
 from fractalad_edge.extras import require
 
 
-
 def write_openvino_artifact(job: ExportJob) -> ExportedModel:
     """ONNX -> ov.Model (-> NNCF int8) -> IR in ``job.directory``."""
     ov = require("openvino", "openvino")

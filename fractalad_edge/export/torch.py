@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fractalad_edge.artifact import Precision
+from fractalad_edge.artifact import MODEL_FILENAME, Precision
 from fractalad_edge.export.formats import ExportedModel, ExportJob
-from fractalad_edge.models.torch_format import MODEL_FILENAME, save_model
+from fractalad_edge.models.torch_format import save_model
 from fractalad_edge.runtimes.torch import TorchBackend
 
 
