@@ -7,6 +7,7 @@ checks what a reader of the report relies on.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -419,6 +420,8 @@ def test_a_registered_runtime_runs_through_predictor_and_the_bench(
 
     with pytest.raises(ConfigError, match="already registered"):
         register_runtime(toy_runtime)
+    with pytest.raises(ConfigError, match="at least one ModelFormat"):
+        dataclasses.replace(toy_runtime, name="no-format", formats=())
     frames = [cv2.imread(str(p)) for p in sorted(normal_images_dir.glob("*.png"))[:2]]
     with Predictor.load(onnx_artifact.path, runtime="plain-onnx") as toy, Predictor.load(onnx_artifact.path) as ort:
         assert toy.runtime == "plain-onnx"

@@ -70,6 +70,21 @@ class RuntimeEntry:
     #: with ``precision_option``: the precisions it runs per device kind
     option_precisions: Mapping[str, tuple[Precision, ...]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for what in ("name", "module", "cls", "package", "extra"):
+            if not isinstance(getattr(self, what), str) or not getattr(self, what):
+                msg = f"RuntimeEntry.{what} must be a non-empty string, got {getattr(self, what)!r}"
+                raise ConfigError(msg)
+        if not self.formats or not all(isinstance(f, ModelFormat) for f in self.formats):
+            msg = f"runtime {self.name!r}: formats must list at least one ModelFormat (its own first), got {self.formats!r}"
+            raise ConfigError(msg)
+        if not self.devices:
+            msg = f"runtime {self.name!r}: devices must list at least one device kind (e.g. 'cpu')"
+            raise ConfigError(msg)
+        if self.option_precisions and self.precision_option is None:
+            msg = f"runtime {self.name!r}: option_precisions needs the precision_option that selects them"
+            raise ConfigError(msg)
+
     @property
     def natural_format(self) -> ModelFormat:
         return self.formats[0]
