@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fractalad_edge.artifact import METADATA_FILENAME, ScoreSpec, write_metadata
+from fractalad_edge.artifact import METADATA_FILENAME, MODEL_FILENAME, RUN_CONFIG_FILENAME, ScoreSpec, write_metadata
 from fractalad_edge.data.datasets import category_name, find_training_images
 from fractalad_edge.data.images import read_image
 from fractalad_edge.errors import ConfigError, DatasetError, InsufficientMemoryError
@@ -40,7 +40,6 @@ from fractalad_edge.preprocess import prepare_batch
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILENAME = "config.json"
 #: fewest held-out images when there are enough (5 per cent of magnetic tile's 761 is 38)
 MIN_HOLDOUT = 8
 #: percentiles of a branch's pixel values on held-out normals that map to 0 and 1
@@ -297,7 +296,7 @@ def _split(paths: Sequence[Path], holdout_fraction: float, seed: int) -> tuple[l
 @torch.inference_mode()
 def patch_features(model: FractalAD, images: Sequence[np.ndarray], batch_size: int) -> torch.Tensor:
     """Memory-branch patch vectors of RGB images before channel reduction: ``(len(images) * grid^2, D)``."""
-    from fractalad_edge.export.torch import input_spec_for
+    from fractalad_edge.models.torch_format import input_spec_for
 
     input_spec = input_spec_for(model)
     chunks = []
@@ -310,7 +309,7 @@ def patch_features(model: FractalAD, images: Sequence[np.ndarray], batch_size: i
 
 @torch.inference_mode()
 def _branch_maps(model: FractalAD, images: Sequence[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    from fractalad_edge.export.torch import input_spec_for
+    from fractalad_edge.models.torch_format import input_spec_for
 
     input_spec = input_spec_for(model)
     heads, memories = [], []
@@ -367,8 +366,7 @@ def build_memory(
     place at the end (fractalad_edge/outputs.py), so a failure leaves nothing half-written.
     ``force`` replaces a run in ``out`` (only a run's files, as ``train --force``).
     """
-    from fractalad_edge.export.torch import torch_metadata
-    from fractalad_edge.train.checkpoint import MODEL_FILENAME, save_model
+    from fractalad_edge.models.torch_format import save_model, torch_metadata
     from fractalad_edge.train.loop import check_new_run_folder
 
     data, out = Path(data), Path(out)
@@ -461,7 +459,7 @@ def build_memory(
         metadata = torch_metadata(model, config.score, directory=staged.files, category=category)
         metadata = _calibrate(model, metadata, calibration_paths, config, object_placement)
         train_section = base_train or {"synth": {"object_placement": object_placement}}
-        atomic_write_text(staged.files / CONFIG_FILENAME, json.dumps({
+        atomic_write_text(staged.files / RUN_CONFIG_FILENAME, json.dumps({
             "train": train_section,
             "memory_build": config.to_dict(),
             "init_from": None if init_from is None else str(init_from),
@@ -471,7 +469,7 @@ def build_memory(
             "holdout": [str(p) for p in holdout_paths],
         }, indent=2))
         write_metadata(staged.files, metadata)
-        staged.commit([MODEL_FILENAME, CONFIG_FILENAME], manifest=METADATA_FILENAME)
+        staged.commit([MODEL_FILENAME, RUN_CONFIG_FILENAME], manifest=METADATA_FILENAME)
     bank_bytes = model.memory.bank.numel() * 4 + model.memory.bank_sqnorm.numel() * 4
     return MemoryBuildResult(
         run_dir=out, seconds=time.perf_counter() - started, size=size, candidates=pool_rows, memory_mb=bank_bytes / 2**20,
@@ -486,7 +484,7 @@ def _base_model(init_from: str | Path | None, config: MemoryBuildConfig, backbon
         base = build_model(model_config, pretrained_teacher=True, weights_path=backbone_weights)
         return base, dataclasses.replace(model_config, distillation=False), None
     from fractalad_edge.artifact import ModelFormat, read_metadata
-    from fractalad_edge.train.checkpoint import MODEL_FILENAME, load_model_weights
+    from fractalad_edge.models.torch_format import load_model
 
     run = Path(init_from)
     metadata = read_metadata(run)
@@ -503,13 +501,12 @@ def _base_model(init_from: str | Path | None, config: MemoryBuildConfig, backbon
             f"with the same --backbone and --input-size"
         )
         raise ConfigError(msg)
-    base = build_model(model_config, pretrained_teacher=False)
-    load_model_weights(base, run / MODEL_FILENAME)
+    base = load_model(run, metadata)  # the listed, hashed .safetensors
     train_section = None
-    config_path = run / CONFIG_FILENAME
+    config_path = run / RUN_CONFIG_FILENAME
     if config_path.is_file():
         train_section = json.loads(config_path.read_text()).get("train")
-    return base.eval(), model_config, train_section
+    return base, model_config, train_section
 
 
 def _calibrate(model: FractalAD, metadata: Any, paths: Sequence[Path], config: MemoryBuildConfig, object_placement: bool) -> Any:
