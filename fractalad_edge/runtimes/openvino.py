@@ -91,8 +91,11 @@ class OpenVINOBackend(Backend):
         self.performance_hint = performance_hint
         self.threads = threads
         self.version = ov.get_version()
-        shape = self.compiled.input(0).get_partial_shape()
+        port = self.compiled.input(0)
+        shape = port.get_partial_shape()
         self.input_shape = tuple(d.get_length() if d.is_static else -1 for d in shape)
+        # float32 NCHW, or uint8 NHWC for graphs that normalise their input (InputSpec.dtype)
+        self.input_dtype = np.dtype(port.get_element_type().to_dtype())
         self.max_batch = self.input_shape[0] if self.input_shape[0] > 0 else None
 
     @classmethod
@@ -123,7 +126,14 @@ class OpenVINOBackend(Backend):
         )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.dtype != self.input_dtype:
+            # never cast silently: float pixels in a uint8 graph (or the reverse) would be garbage
+            msg = (
+                f"this OpenVINO model takes {self.input_dtype} input of shape {self.input_shape}, got {batch.dtype}; "
+                "prepare it with fractalad_edge.preprocess.prepare_batch and the artifact's input spec"
+            )
+            raise RuntimeMismatchError(msg)
+        batch = np.ascontiguousarray(batch)
         if self.max_batch is not None and batch.shape != self.input_shape:
             msg = f"OpenVINO model expects input {self.input_shape}, got {batch.shape}"
             raise RuntimeMismatchError(msg)
