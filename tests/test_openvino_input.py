@@ -112,3 +112,30 @@ def test_a_float_input_openvino_artifact_still_loads_and_gives_the_same_maps(ope
         assert before.metadata.input.dtype == "float32" and before.backend.input_shape[1] == 3
         np.testing.assert_allclose(now.raw_maps(frames), before.raw_maps(frames), rtol=0, atol=1e-5)
         assert [r.pred_label for r in now.predict_batch(frames)] == [r.pred_label for r in before.predict_batch(frames)]
+
+
+@pytest.mark.openvino
+@pytest.mark.parametrize("hint", ["latency", "throughput"])
+def test_a_batch_on_parallel_requests_gives_the_one_at_a_time_maps(openvino_artifact, hint: str) -> None:
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 256, (70, 90, 3), dtype=np.uint8) for _ in range(5)]
+    with Predictor.load(openvino_artifact.path, performance_hint=hint) as predictor:
+        backend = predictor.backend
+        assert backend.describe()["parallel_requests"] == str(backend.parallel_requests) and backend.parallel_requests >= 1
+        single = np.concatenate([predictor.raw_maps([f]) for f in frames])
+        batch, _ = prepare_batch(frames, predictor.metadata.input)
+        np.testing.assert_array_equal(backend.infer(batch), single)  # in order, one graph: identical
+        backend.parallel_requests = 2  # the round robin, whatever OpenVINO chose on this machine
+        np.testing.assert_array_equal(backend.infer(batch), single)
+        with pytest.raises(RuntimeMismatchError, match="expects input"):
+            backend.infer(batch[:, :-1])
+
+
+@pytest.mark.openvino
+def test_inference_precision_is_a_checked_runtime_option(openvino_artifact) -> None:
+    with pytest.raises(ConfigError, match="inference_precision"):
+        Predictor.load(openvino_artifact.path, inference_precision="int4")
+    with Predictor.load(openvino_artifact.path, threads=1, inference_precision="bf16") as predictor:
+        ran = predictor.backend.describe()["inference_precision"]
+        assert ran in ("bf16", "f32")  # f32 where the CPU has no bf16 arithmetic (OpenVINO resolves the hint)
+        assert predictor.predict(np.zeros((64, 64, 3), np.uint8)).anomaly_map.shape == (64, 64)

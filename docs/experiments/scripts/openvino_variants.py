@@ -1,7 +1,8 @@
 """OpenVINO compile settings on exported artifacts: accuracy on a test set and like-for-like latency.
 
 Each variant is ``DIR`` or ``DIR@key=value,key=value`` with keys ``precision`` (the
-inference precision hint: f32, bf16, f16), ``hint`` (latency, throughput) and ``threads``.
+inference precision hint: f32, bf16, f16), ``hint`` (latency, throughput), ``threads`` and
+``denormals`` (1: CPU_DENORMALS_OPTIMIZATION, flush denormals to zero).
 Every variant is scored on the test set (MVTec protocol, the artifact's own thresholds) and
 then timed through ``Predictor.predict`` in one process, in interleaved rounds.
 
@@ -18,9 +19,9 @@ from pathlib import Path
 def parse_variant(text: str) -> tuple[Path, dict[str, str]]:
     path, _, rest = text.partition("@")
     settings = dict(item.split("=", 1) for item in rest.split(",") if item)
-    unknown = set(settings) - {"precision", "hint", "threads"}
+    unknown = set(settings) - {"precision", "hint", "threads", "denormals"}
     if unknown:
-        raise SystemExit(f"unknown variant keys {sorted(unknown)} in {text!r}; use precision, hint, threads")
+        raise SystemExit(f"unknown variant keys {sorted(unknown)} in {text!r}; use precision, hint, threads, denormals")
     return Path(path), settings
 
 
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--no-accuracy", action="store_true")
+    parser.add_argument("--what", choices=("predict", "infer"), default="predict", help="full Predictor.predict, or the backend's inference alone")
     parser.add_argument(
         "--clock", choices=("wall", "cpu"), default="wall",
         help="cpu: process CPU time per call (with threads=1, the single-core cost; robust on a shared machine)",
@@ -43,7 +45,7 @@ def main() -> None:
     from fractalad_edge.allocator import keep_freed_memory
     from fractalad_edge.artifact import read_metadata
     from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set
-    from fractalad_edge.bench.latency import LatencyStats, PredictorTimer, interleaved_rounds
+    from fractalad_edge.bench.latency import LatencyStats, interleaved_rounds
     from fractalad_edge.data.images import read_image_bgr
     from fractalad_edge.predictor import Predictor
     from fractalad_edge.runtimes.openvino import PRECISION_HINTS, OpenVINOBackend
@@ -60,12 +62,13 @@ def main() -> None:
             performance_hint=settings.get("hint", "latency"),
             threads=int(settings["threads"]) if "threads" in settings else None,
         )
-        if "precision" in settings:  # recompile with another inference precision hint
+        if "precision" in settings or "denormals" in settings:  # recompile with other CPU settings
             import openvino as ov
 
             config = {
                 "PERFORMANCE_HINT": backend.performance_hint.upper(),
-                "INFERENCE_PRECISION_HINT": settings["precision"],
+                "INFERENCE_PRECISION_HINT": settings.get("precision", PRECISION_HINTS[metadata.precision]),
+                **({"CPU_DENORMALS_OPTIMIZATION": settings["denormals"] == "1"} if "denormals" in settings else {}),
                 **({"INFERENCE_NUM_THREADS": backend.threads} if backend.threads else {}),
             }
             backend.compiled = ov.Core().compile_model(str(metadata.model_file(path, ".xml")), "CPU", config)
@@ -83,23 +86,30 @@ def main() -> None:
             report, _ = evaluate_predictor(predictor, test_set)
             print(f"| {name} | {100 * report.image_auroc:.2f} | {100 * report.pixel_auroc:.2f} | {100 * report.aupro:.2f} |")
     frame = read_image_bgr(args.frame) if args.frame else np.ascontiguousarray(test_set.images[0][..., ::-1])
-    if args.clock == "wall":
-        tasks = {name: PredictorTimer(p, frame, [frame]).full for name, p in predictors.items()}
-    else:
-        import time
+    import time
 
-        def cpu_task(predictor: Predictor):
-            def run() -> float:
-                started = time.process_time()
-                predictor.predict(frame)
-                return time.process_time() - started
+    from fractalad_edge.preprocess import prepare_batch
 
-            return run
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
 
-        tasks = {name: cpu_task(p) for name, p in predictors.items()}
+    def task(predictor: Predictor):
+        if args.what == "predict":
+            call = lambda: predictor.predict(frame)  # noqa: E731
+        else:
+            batch = prepare_batch([frame], predictor.metadata.input, channel_order=predictor.channel_order)[0]
+            call = lambda: predictor.backend.infer(batch)  # noqa: E731
+
+        def run() -> float:
+            started = clock()
+            call()
+            return clock() - started
+
+        return run
+
+    tasks = {name: task(p) for name, p in predictors.items()}
     times = interleaved_rounds(tasks, runs=args.runs, rounds=args.rounds, warmup=10, settle=2)
     first = LatencyStats.from_seconds(times[args.variants[0]]).p50_ms
-    print(f"\n{args.clock} clock, frame {frame.shape[1]} x {frame.shape[0]}, {args.runs} predict calls per variant in {args.rounds} interleaved rounds\n")
+    print(f"\n{args.clock} clock, frame {frame.shape[1]} x {frame.shape[0]}, {args.runs} {args.what} calls per variant in {args.rounds} interleaved rounds\n")
     print(f"| variant | p50 ms (p10-p90) | {args.variants[0]} / this |\n|---|---|---|")
     for name, values in times.items():
         stats = LatencyStats.from_seconds(values)
