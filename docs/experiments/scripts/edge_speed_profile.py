@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--no-layers", action="store_true", help="skip the PERF_COUNT layer profile")
+    parser.add_argument("--threads", type=int, help="INFERENCE_NUM_THREADS for everything (default: OpenVINO's)")
     args = parser.parse_args()
 
     import numpy as np
@@ -60,7 +61,8 @@ def main() -> None:
 
     keep_freed_memory()
     frame = read_image_bgr(args.frame)
-    predictors = {str(path): Predictor.load(path) for path in args.models}
+    options = {} if args.threads is None else {"threads": args.threads}
+    predictors = {str(path): Predictor.load(path, **options) for path in args.models}
 
     def staged(predictor: Predictor):  # the work of predict(), clocked between sub-steps
         spec, meta = predictor.metadata.input, predictor.metadata
@@ -129,6 +131,7 @@ def main() -> None:
             "PERF_COUNT": True,
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": PRECISION_HINTS[predictor.metadata.precision],
+            **({} if args.threads is None else {"INFERENCE_NUM_THREADS": args.threads}),
         }
         compiled = core.compile_model(model, "CPU", config)
         request = compiled.create_infer_request()

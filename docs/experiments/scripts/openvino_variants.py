@@ -1,8 +1,7 @@
 """OpenVINO compile settings on exported artifacts: accuracy on a test set and like-for-like latency.
 
 Each variant is ``DIR`` or ``DIR@key=value,key=value`` with keys ``precision`` (the
-inference precision hint: f32, bf16, f16), ``hint`` (latency, throughput), ``threads`` and
-``denormals`` (1: CPU_DENORMALS_OPTIMIZATION, flush denormals to zero).
+runtime option ``inference_precision``: f32, bf16, f16), ``hint`` (latency, throughput) and ``threads``.
 Every variant is scored on the test set (MVTec protocol, the artifact's own thresholds) and
 then timed through ``Predictor.predict`` in one process, in interleaved rounds.
 
@@ -19,9 +18,9 @@ from pathlib import Path
 def parse_variant(text: str) -> tuple[Path, dict[str, str]]:
     path, _, rest = text.partition("@")
     settings = dict(item.split("=", 1) for item in rest.split(",") if item)
-    unknown = set(settings) - {"precision", "hint", "threads", "denormals"}
+    unknown = set(settings) - {"precision", "hint", "threads"}
     if unknown:
-        raise SystemExit(f"unknown variant keys {sorted(unknown)} in {text!r}; use precision, hint, threads, denormals")
+        raise SystemExit(f"unknown variant keys {sorted(unknown)} in {text!r}; use precision, hint, threads")
     return Path(path), settings
 
 
@@ -43,41 +42,24 @@ def main() -> None:
     import numpy as np
 
     from fractalad_edge.allocator import keep_freed_memory
-    from fractalad_edge.artifact import read_metadata
     from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set
     from fractalad_edge.bench.latency import LatencyStats, interleaved_rounds
     from fractalad_edge.data.images import read_image_bgr
     from fractalad_edge.predictor import Predictor
-    from fractalad_edge.runtimes.openvino import PRECISION_HINTS, OpenVINOBackend
 
     keep_freed_memory()
     predictors: dict[str, Predictor] = {}
     for text in args.variants:
         path, settings = parse_variant(text)
-        metadata = read_metadata(path)
-        backend = OpenVINOBackend(
-            metadata.model_file(path, ".xml"),
-            weights_path=metadata.model_file(path, ".bin"),
-            precision=metadata.precision,
+        predictor = Predictor.load(
+            path,
             performance_hint=settings.get("hint", "latency"),
             threads=int(settings["threads"]) if "threads" in settings else None,
+            inference_precision=settings.get("precision"),
         )
-        if "precision" in settings or "denormals" in settings:  # recompile with other CPU settings
-            import openvino as ov
-
-            config = {
-                "PERFORMANCE_HINT": backend.performance_hint.upper(),
-                "INFERENCE_PRECISION_HINT": settings.get("precision", PRECISION_HINTS[metadata.precision]),
-                **({"CPU_DENORMALS_OPTIMIZATION": settings["denormals"] == "1"} if "denormals" in settings else {}),
-                **({"INFERENCE_NUM_THREADS": backend.threads} if backend.threads else {}),
-            }
-            backend.compiled = ov.Core().compile_model(str(metadata.model_file(path, ".xml")), "CPU", config)
-            import queue
-
-            backend._requests = queue.SimpleQueue()
-            backend._requests.put(backend.compiled.create_infer_request())
-        predictors[text] = Predictor(backend, metadata)
-        print(f"{text}: runs {backend.inference_precision()} (artifact {metadata.precision.value}, default hint {PRECISION_HINTS[metadata.precision]})")
+        predictors[text] = predictor
+        backend = predictor.backend
+        print(f"{text}: runs {backend.inference_precision()} (artifact {predictor.metadata.precision.value}, input {predictor.metadata.input.dtype})")
 
     test_set = load_test_set(args.data, next(iter(predictors.values())).metadata.input.height)
     if not args.no_accuracy:
