@@ -98,11 +98,10 @@ def prepare_batch(
             raise InvalidInputError(msg) from None
         sizes.append((image.shape[0], image.shape[1]))
         images.append(resize_image(image, spec.height, spec.width))
-    batch = images[0][None] if len(images) == 1 else np.stack(images)
-    if reorder:
-        batch = batch[..., ::-1]
+    # one copy: the batch never shares memory with a caller's frame
+    batch = np.stack([image[..., ::-1] for image in images] if reorder else images)
     if spec.dtype == "uint8":
-        return np.ascontiguousarray(batch), sizes
+        return batch, sizes
     return normalize(batch, spec.mean, spec.std), sizes
 
 

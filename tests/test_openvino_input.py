@@ -139,3 +139,12 @@ def test_inference_precision_is_a_checked_runtime_option(openvino_artifact) -> N
         ran = predictor.backend.describe()["inference_precision"]
         assert ran in ("bf16", "f32")  # f32 where the CPU has no bf16 arithmetic (OpenVINO resolves the hint)
         assert predictor.predict(np.zeros((64, 64, 3), np.uint8)).anomaly_map.shape == (64, 64)
+
+
+def test_a_uint8_batch_is_a_copy_of_the_frame() -> None:
+    frame = np.full((64, 64, 3), 7, np.uint8)
+    spec = dataclasses.replace(SPEC, dtype="uint8", layout="NHWC", channel_order="bgr")
+    batch, _ = prepare_batch([frame], spec, channel_order="bgr")  # no resize, no reorder
+    assert not np.shares_memory(batch, frame)
+    frame[:] = 0
+    assert batch.max() == 7
