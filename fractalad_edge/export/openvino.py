@@ -28,14 +28,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from fractalad_edge.artifact import InputSpec, Precision
+from fractalad_edge.artifact import IR_FILENAME, IR_WEIGHTS_FILENAME, ONNX_FILENAME, InputSpec, Precision
 from fractalad_edge.errors import ExportError
 from fractalad_edge.export.formats import ExportedModel, ExportJob
 from fractalad_edge.export.onnx import export_onnx
-from fractalad_edge.runtimes.base import require
-
-IR_FILENAME = "model.xml"
-WEIGHTS_FILENAME = "model.bin"
+from fractalad_edge.extras import require
 
 
 def write_openvino_artifact(job: ExportJob) -> ExportedModel:
@@ -43,7 +40,7 @@ def write_openvino_artifact(job: ExportJob) -> ExportedModel:
     ov = require("openvino", "openvino")
     from fractalad_edge.runtimes.openvino import OpenVINOBackend
 
-    onnx_path = export_onnx(job.model, job.scratch / "model.onnx", input_size=job.input_spec.height, opset=job.opset)
+    onnx_path = export_onnx(job.model, job.scratch / ONNX_FILENAME, input_size=job.input_spec.height, opset=job.opset)
     model = ov.convert_model(str(onnx_path))
     quantization = None
     float_layers: tuple[str, ...] = ()
@@ -62,7 +59,7 @@ def write_openvino_artifact(job: ExportJob) -> ExportedModel:
     ov.save_model(model, str(xml), compress_to_fp16=job.precision is Precision.FP16)
     return ExportedModel(
         input_spec=input_spec,
-        files=(IR_FILENAME, WEIGHTS_FILENAME),
+        files=(IR_FILENAME, IR_WEIGHTS_FILENAME),
         open_backend=lambda: OpenVINOBackend(xml, precision=job.precision, device=job.device),
         checked_with=f"openvino {job.device}",
         checked_precision=job.precision,
@@ -86,4 +83,4 @@ def uint8_input(model: Any, spec: InputSpec) -> tuple[Any, InputSpec]:
     return ppp.build(), dataclasses.replace(spec, dtype="uint8", layout="NHWC")
 
 
-__all__ = ["IR_FILENAME", "WEIGHTS_FILENAME", "uint8_input", "write_openvino_artifact"]
+__all__ = ["uint8_input", "write_openvino_artifact"]

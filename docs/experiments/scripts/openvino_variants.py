@@ -42,7 +42,8 @@ def main() -> None:
     import numpy as np
 
     from fractalad_edge.allocator import keep_freed_memory
-    from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set
+    from fractalad_edge.data.test_set import load_test_set
+    from fractalad_edge.evaluation import evaluate_predictor
     from fractalad_edge.bench.latency import LatencyStats, interleaved_rounds
     from fractalad_edge.data.images import read_image_bgr
     from fractalad_edge.predictor import Predictor
