@@ -255,9 +255,9 @@ def _build_memory_command(
     from fractalad_edge.artifact import ScoreSpec
     from fractalad_edge.data.categories import category_defaults
     from fractalad_edge.data.datasets import category_name
+    from fractalad_edge.method import Method
     from fractalad_edge.outputs import check_output_folder
     from fractalad_edge.train.loop import check_new_run_folder
-    from fractalad_edge.method import Method
     from fractalad_edge.train.memory import METHOD_DEFAULTS, MemoryBuildConfig, build_memory, check_memory_request
 
     try:
@@ -278,7 +278,7 @@ def _build_memory_command(
         raise typer.Exit(code=2)
     check_memory_request(config, data)
     if force:
-        check_output_folder(out)  # the run's files there are replaced only once the memory is built
+        check_output_folder(out)  # build_memory replaces the run there (after a fused head is trained)
     else:
         check_new_run_folder(out, force=False)  # refused before any head is trained
     if train_first is not None:

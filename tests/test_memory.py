@@ -325,3 +325,28 @@ def test_memory_run_folder_is_checked_before_work(memory_run: Path, normal_image
     assert read_metadata(copy).model["memory"]["size"] == 50
     assert (copy / "notes.txt").read_text() == "kept"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+def test_default_method_follows_the_category(normal_images_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fractalad_edge.cli import app
+    from fractalad_edge.data.categories import default_method
+
+    assert default_method("bottle") == "fractalad"
+    assert default_method("carpet") == "memory" and default_method("magnetic_tile") == "memory"
+    # a folder that is not an MVTec object defaults to memory: training options are refused, nothing written
+    out = tmp_path / "r"
+    result = CliRunner().invoke(app, ["train", "--data", str(normal_images_dir), "--out", str(out), "--steps", "5"])
+    assert result.exit_code == 2 and "--method fractalad" in result.output
+    assert not out.exists()
+
+
+def test_holdout_is_small_but_never_too_few() -> None:
+    from fractalad_edge.train.memory import MIN_HOLDOUT, holdout_count
+
+    assert holdout_count(761, 0.05) == 38  # magnetic tile
+    assert holdout_count(209, 0.05) == 10  # bottle
+    assert holdout_count(100, 0.05) == MIN_HOLDOUT
+    assert holdout_count(12, 0.05) == 2  # at most a fifth, never under 2
+    assert holdout_count(500, 0.0) == 0
