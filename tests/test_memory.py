@@ -350,3 +350,20 @@ def test_holdout_is_small_but_never_too_few() -> None:
     assert holdout_count(100, 0.05) == MIN_HOLDOUT
     assert holdout_count(12, 0.05) == 2  # at most a fifth, never under 2
     assert holdout_count(500, 0.0) == 0
+
+
+def test_export_calibrates_on_images_outside_the_memory(memory_run: Path, normal_images_dir: Path, tmp_path: Path) -> None:
+    from fractalad_edge.errors import CalibrationError
+    from fractalad_edge.export.pipeline import _calibration_sources
+
+    holdout = json.loads((memory_run / "config.json").read_text())["holdout"]
+    # the training folder itself: only its held-out images remain
+    paths, _ = _calibration_sources(memory_run, normal_images_dir)
+    assert sorted(p.resolve() for p in paths) == sorted(Path(p).resolve() for p in holdout)
+    only_memory = tmp_path / "in-memory"
+    only_memory.mkdir()
+    for path in sorted(normal_images_dir.iterdir()):
+        if str(path) not in holdout:
+            (only_memory / path.name).symlink_to(path)  # the same files, reached another way
+    with pytest.raises(CalibrationError, match="in the model's memory"):
+        _calibration_sources(memory_run, only_memory)

@@ -311,10 +311,24 @@ def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[P
         )
         raise CalibrationError(msg)
     synth = config.get("train", {}).get("synth", {}) if isinstance(config.get("train"), dict) else {}
-    if calib_data is None and config.get("holdout"):
-        # a memory model: images in the memory score near zero, so calibrate on the held-out ones
-        return [Path(p) for p in config["holdout"]], bool(synth.get("object_placement", False))
-    return find_training_images(folder), bool(synth.get("object_placement", False))
+    placement = bool(synth.get("object_placement", False))
+    if not config.get("holdout"):
+        return find_training_images(folder), placement
+    # a memory model: images in the memory score near zero, so calibrate on the held-out ones
+    if calib_data is None:
+        return [Path(p) for p in config["holdout"]], placement
+    paths = find_training_images(folder)
+    if Path(config.get("data", "")).is_dir():
+        in_memory = {p.resolve() for p in find_training_images(config["data"])} - {Path(p).resolve() for p in config["holdout"]}
+        paths = [p for p in paths if p.resolve() not in in_memory]
+    if not paths:
+        msg = (
+            f"--calib-data {calib_data}: every image there is in the model's memory (it scores near zero, so thresholds "
+            "fitted on it would flag every new frame); pass other normal images, or leave --calib-data out to use the "
+            "images the build held out"
+        )
+        raise CalibrationError(msg)
+    return paths, placement
 
 
 def _check_method(spec: FormatSpec, precision: Precision, run_metadata: ArtifactMetadata) -> None:
