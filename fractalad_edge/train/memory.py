@@ -5,7 +5,8 @@ random candidate pool, and a greedy k-center coreset (PatchCore's selection) kee
 ``size`` vectors that cover the pool best. Distances during the selection are computed in
 a low-dimensional random projection, which keeps it to minutes on a small CPU. The greedy
 loop is one matrix-vector product per pick, written in torch: a nearest-neighbour library
-(e.g. faiss) answers queries against a fixed index and does not speed up this update.
+answers queries against a fixed index and does not speed up this update (faiss-cpu 28x
+slower per pick, scripts/memory_search_bench.py, docs/experiments/memory-method.md).
 
 A small share of the normal images (``holdout_fraction``, 5 %) is kept out of the memory: distances
 of images in the memory are near zero, so normalisation (``fused``) and thresholds are
