@@ -206,8 +206,12 @@ def evaluate(
 
     report = dataclasses.replace(report, overlays=written)
     write_report(report, out)
+    from fractalad_edge.report import write_eval_html
+
+    html = write_eval_html(report, test_set, maps, predictor.metadata, out, model=str(model), data=str(data))
     typer.echo(markdown_table([report]))
     typer.echo(f"report: {out / 'report.md'}, {out / 'metrics.json'}; overlays: {out / 'overlays'}")
+    typer.echo(f"browsable report (gallery of every image, misses first): {html}")
 
 
 @app.command()
@@ -325,7 +329,7 @@ def bench(
     calib_data: Optional[Path] = typer.Option(None),
     max_test_images: Optional[int] = typer.Option(None, help="Evaluate on a subset (short mode)."),
 ) -> None:
-    """Latency x accuracy for each runtime and precision: table, report.md/json/png."""
+    """Latency x accuracy for each runtime and precision: table, report.md/json/png/html."""
     from fractalad_edge.artifact import Precision, parse_enum
     from fractalad_edge.bench.matrix import BenchConfig, run_bench
 
@@ -342,7 +346,10 @@ def bench(
         calib_data=calib_data,
         max_test_images=max_test_images,
     )
-    run_bench(model, data, out, config, progress=typer.echo)
+    report = run_bench(model, data, out, config, progress=typer.echo)
+    from fractalad_edge.report import write_bench_html
+
+    typer.echo(f"bench: browsable report (plot, table, gallery): {write_bench_html(report, out)}")
 
 
 @app.command()

@@ -1,0 +1,139 @@
+"""Gallery cards for the HTML report: one per test image, worst misses first.
+
+Each card carries what an inspector needs to judge one decision: the image's name, its
+image score, the threshold the artifact applies and the decision, plus a small JPEG
+thumbnail (the image next to its heat map, the ground-truth outline drawn on the heat
+map). Cards are ordered by their *margin*, the signed distance of the score from the
+threshold on the correct side: misses (false negatives and false alarms) come first, the
+furthest wrong at the top, then correct decisions from the closest call to the clearest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from fractalad_edge.artifact import ArtifactMetadata
+from fractalad_edge.data.datasets import TestSample
+from fractalad_edge.errors import ConfigError, InvalidOutputError
+from fractalad_edge.preprocess import image_scores, overlay, resize_image
+
+#: thumbnail height in pixels (each panel is square, so a card image is 2x as wide)
+THUMBNAIL_HEIGHT = 160
+JPEG_QUALITY = 80
+_OUTLINE_RGB = (255, 255, 255)
+
+
+class LabelledImages(Protocol):
+    """A labelled test set as evaluation reads it: samples, RGB images, masks at map size."""
+
+    @property
+    def samples(self) -> Sequence[TestSample]: ...
+
+    @property
+    def images(self) -> Sequence[np.ndarray]: ...
+
+    @property
+    def masks(self) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class GalleryCard:
+    """One test image's decision. ``score`` and ``threshold`` are raw scores (the artifact's reduction)."""
+
+    name: str  # relative to the category's test/ folder, e.g. "broken_small/003.png"
+    defect: str  # the defect-type folder ("good" for normal images)
+    label: int  # 0 good, 1 defective
+    score: float
+    threshold: float
+    thumbnail: bytes  # JPEG
+
+    @property
+    def anomalous(self) -> bool:
+        """The decision: anomalous when the score reaches the threshold (as the Predictor decides)."""
+        return self.score >= self.threshold
+
+    @property
+    def miss(self) -> bool:
+        return self.anomalous != bool(self.label)
+
+    @property
+    def outcome(self) -> str:
+        """false negative, false alarm, caught (true positive) or passed (true negative)."""
+        if self.label:
+            return "caught" if self.anomalous else "false negative"
+        return "false alarm" if self.anomalous else "passed"
+
+    @property
+    def margin(self) -> float:
+        """Distance of the score from the threshold, positive on the correct side."""
+        return (self.score - self.threshold) if self.label else (self.threshold - self.score)
+
+
+def decision_threshold(metadata: ArtifactMetadata) -> float:
+    """The raw image-score threshold a Predictor applies: calibrated, or the sigmoid's 0.5."""
+    return 0.5 if metadata.calibration is None else metadata.calibration.image_threshold
+
+
+def worst_first(cards: Sequence[GalleryCard]) -> list[GalleryCard]:
+    """Misses first (furthest from the threshold at the top), then correct ones, closest call first."""
+    return sorted(cards, key=lambda c: (not c.miss, c.margin, c.name))
+
+
+def thumbnail(image_rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray, *, height: int = THUMBNAIL_HEIGHT) -> bytes:
+    """image | heat map with the ground-truth outline, ``height`` pixels high, as JPEG bytes."""
+    size = anomaly_map.shape[-1]
+    image = resize_image(image_rgb, size, size)
+    heat = np.ascontiguousarray(overlay(image, np.clip(anomaly_map, 0.0, 1.0)))
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(heat, contours, -1, _OUTLINE_RGB, max(1, size // 128))
+    panel = np.concatenate([image, heat], axis=1)
+    panel = cv2.resize(panel, (2 * height, height), interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(panel, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:  # pragma: no cover - OpenCV always encodes a uint8 RGB array
+        msg = "OpenCV could not encode a gallery thumbnail as JPEG"
+        raise RuntimeError(msg)
+    return encoded.tobytes()
+
+
+def gallery_cards(
+    test_set: LabelledImages,
+    maps: np.ndarray,
+    metadata: ArtifactMetadata,
+    *,
+    height: int = THUMBNAIL_HEIGHT,
+) -> list[GalleryCard]:
+    """One card per test image, scored with the artifact's reduction and threshold, worst first."""
+    if maps.ndim != 3 or maps.shape[0] != len(test_set.samples):
+        msg = (
+            f"gallery needs one (H, W) anomaly map per test image: got maps of shape {maps.shape} for "
+            f"{len(test_set.samples)} images; pass the maps evaluation returned for this test set"
+        )
+        raise ConfigError(msg)
+    if height < 16:
+        msg = f"thumbnail height must be at least 16 pixels, got {height}"
+        raise ConfigError(msg)
+    threshold = decision_threshold(metadata)
+    scores = image_scores(maps, metadata.score)
+    cards = []
+    for index, sample in enumerate(test_set.samples):
+        score = float(scores[index])
+        if not math.isfinite(score):
+            msg = f"the anomaly map of {sample.image_path} has NaN or infinite values; the model is broken: re-export it"
+            raise InvalidOutputError(msg)
+        cards.append(
+            GalleryCard(
+                name=f"{sample.defect}/{sample.image_path.name}",
+                defect=sample.defect,
+                label=sample.label,
+                score=score,
+                threshold=threshold,
+                thumbnail=thumbnail(test_set.images[index], maps[index], test_set.masks[index], height=height),
+            )
+        )
+    return worst_first(cards)
