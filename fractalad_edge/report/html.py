@@ -44,9 +44,15 @@ def _data_uri(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+_LONG_CELL = 40  # characters; longer cells (a failed row's reason) wrap instead of widening the table
+
+
 def _table(table: Table) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in table.header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in table.rows)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="long">{_e(c)}</td>' if len(c) > _LONG_CELL else f"<td>{_e(c)}</td>" for c in row) + "</tr>"
+        for row in table.rows
+    )
     note = f'<p class="note">{_e(table.note)}</p>' if table.note else ""
     return (
         f'<div class="table"><table><caption>{_e(table.caption)}</caption><thead><tr>{head}</tr></thead>'
@@ -90,7 +96,7 @@ def _gallery(page: ReportPage) -> str:
     for defect in groups:
         members = [c for c in page.cards if c.defect == defect]
         missed = sum(c.miss for c in members)
-        kind = "false alarm" if defect == "good" else "missed"
+        kind = ("false alarm" + "s" * (missed != 1)) if defect == "good" else "missed"
         count = f"{len(members)} images, {missed} {kind}" if missed else f"{len(members)} images, none missed"
         sections.append(
             f'<section class="group" data-defect="{_e(defect)}"><h3>{_e(defect)} <span class="count">{_e(count)}</span></h3>'
@@ -122,6 +128,7 @@ body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0
 h1{font-size:22px;margin:4px 0}h2{font-size:18px;margin:24px 0 8px;border-bottom:1px solid #ddd}h3{font-size:15px;margin:16px 0 6px}
 .summary p{margin:2px 0;color:#444}.tables{display:flex;flex-wrap:wrap;gap:0 32px;align-items:flex-start}.note{max-width:560px}table{border-collapse:collapse;margin:8px 0;background:#fff;font-variant-numeric:tabular-nums}
 caption{text-align:left;font-weight:600;padding:4px 0}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;white-space:nowrap}
+td.long{white-space:normal;min-width:18em;max-width:36em}.table{max-width:100%;overflow-x:auto}
 th{background:#f0f0f0}.note,.caption{color:#555;margin:2px 0 10px}.plot img{max-width:100%;border:1px solid #ddd;background:#fff}
 .controls{display:flex;gap:18px;align-items:center;margin:8px 0;position:sticky;top:0;background:#fafafa;padding:6px 0;z-index:1}
 .headline{font-weight:600}.count{font-weight:400;color:#666;font-size:13px}

@@ -8,7 +8,7 @@ the reference configuration's own artifact (the row speedups are relative to).
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,13 +62,13 @@ def write_eval_html(
     return write_html(eval_page(report, cards, model=model, data=data), out)
 
 
-def bench_page(report: BenchReport, cards: Sequence[GalleryCard], plot_png: bytes | None) -> ReportPage:
+def bench_page(
+    report: BenchReport, cards: Sequence[GalleryCard], plot_png: bytes | None, per_defect_auroc: Mapping[str, float]
+) -> ReportPage:
     env = report.environment
-    reference = None if report.reference is None else report.result(report.reference)
-    per_defect = {} if reference is None or reference.accuracy is None else reference.accuracy.get("per_defect_auroc", {})
     tables = bench_tables(report)
     if cards:
-        tables.append(defect_table(cards, per_defect))
+        tables.append(defect_table(cards, per_defect_auroc))
     return ReportPage(
         title=f"Benchmark: {report.category or 'model'} on {env.cpu_model}",
         summary=(
@@ -80,7 +80,9 @@ def bench_page(report: BenchReport, cards: Sequence[GalleryCard], plot_png: byte
         plot_png=plot_png,
         plot_caption="Median latency per frame at batch 1 (bars p10-p90) against accuracy; one point per working configuration.",
         gallery_caption=(
-            f"Every test image through {report.reference} (the reference configuration). " + _GALLERY_HELP if cards else ""
+            f"All {len(cards)} test images through {report.reference} (the reference configuration). " + _GALLERY_HELP
+            if cards
+            else ""
         ),
         cards=tuple(cards),
         footer=_footer(),
@@ -92,12 +94,14 @@ def write_bench_html(report: BenchReport, out: Path) -> Path:
     from fractalad_edge.predictor import Predictor
 
     cards: list[GalleryCard] = []
+    per_defect_auroc: dict[str, float] = {}
     reference = None if report.reference is None else report.result(report.reference)
     if reference is not None and reference.artifact is not None:
         test_set = load_test_set(report.data, report.input_size)
         with Predictor.load(Path(reference.artifact), runtime=reference.runtime, device=reference.device) as predictor:
-            _, maps = evaluate_predictor(predictor, test_set, category=report.category)
+            accuracy, maps = evaluate_predictor(predictor, test_set, category=report.category)
             cards = gallery_cards(test_set, maps, predictor.metadata)
+        per_defect_auroc = accuracy.per_defect_auroc  # on every test image, like the gallery
     png = report.files.get("png")
     plot_png = Path(png).read_bytes() if png else None
-    return write_html(bench_page(report, cards, plot_png), out)
+    return write_html(bench_page(report, cards, plot_png, per_defect_auroc), out)

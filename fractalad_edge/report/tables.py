@@ -87,7 +87,7 @@ def defect_table(cards: Sequence[GalleryCard], per_defect_auroc: Mapping[str, fl
     for defect in defects:
         group = [c for c in cards if c.defect == defect]
         missed = sum(c.miss for c in group)
-        kind = "false alarms" if defect == "good" else "missed"
+        kind = ("false alarm" + "s" * (missed != 1)) if defect == "good" else "missed"
         rows.append((defect, str(len(group)), f"{missed} {kind}", _pct(per_defect_auroc.get(defect))))
     return Table(
         caption="Per defect type, at the model's threshold",
