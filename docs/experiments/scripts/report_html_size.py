@@ -27,7 +27,7 @@ def main() -> None:
         test_set = load_test_set(args.data, predictor.metadata.input.height)
         report, maps = evaluate_predictor(predictor, test_set, category=args.data.name)
         tic = time.perf_counter()
-        path = write_eval_html(report, test_set, maps, predictor.metadata, args.out)
+        path = write_eval_html(report, test_set, maps, predictor.metadata, args.out, model=str(args.model), data=str(args.data))
         seconds = time.perf_counter() - tic
         cards = gallery_cards(test_set, maps, predictor.metadata)
     thumbnails = sum(len(c.thumbnail) for c in cards) / len(cards)
