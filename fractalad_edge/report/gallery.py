@@ -75,6 +75,13 @@ class GalleryCard:
         return (self.score - self.threshold) if self.label else (self.threshold - self.score)
 
 
+def misses_label(defect: str, count: int) -> str:
+    """How many images of one defect type the threshold gets wrong, in the words for that type."""
+    if defect == "good":
+        return f"{count} false alarm{'s' * (count != 1)}"
+    return f"{count} missed"
+
+
 def decision_threshold(metadata: ArtifactMetadata) -> float:
     """The raw image-score threshold a Predictor applies: calibrated, or the sigmoid's 0.5."""
     return 0.5 if metadata.calibration is None else metadata.calibration.image_threshold

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fractalad_edge.outputs import atomic_write_text
-from fractalad_edge.report.gallery import GalleryCard
+from fractalad_edge.report.gallery import GalleryCard, misses_label
 from fractalad_edge.report.tables import Table
 
 REPORT_FILENAME = "report.html"
@@ -90,17 +90,13 @@ def _group_order(cards: Sequence[GalleryCard]) -> list[str]:
 def _gallery(page: ReportPage) -> str:
     if not page.cards:
         return ""
-    ranks = {id(card): rank for rank, card in enumerate(page.cards)}
-    groups = _group_order(page.cards)
     sections = []
-    for defect in groups:
-        members = [c for c in page.cards if c.defect == defect]
-        missed = sum(c.miss for c in members)
-        kind = ("false alarm" + "s" * (missed != 1)) if defect == "good" else "missed"
-        count = f"{len(members)} images, {missed} {kind}" if missed else f"{len(members)} images, none missed"
+    for defect in _group_order(page.cards):
+        members = [(rank, card) for rank, card in enumerate(page.cards) if card.defect == defect]
+        count = f"{len(members)} images, {misses_label(defect, sum(card.miss for _, card in members))}"
         sections.append(
             f'<section class="group" data-defect="{_e(defect)}"><h3>{_e(defect)} <span class="count">{_e(count)}</span></h3>'
-            f'<div class="cards">{"".join(_card(c, ranks[id(c)]) for c in members)}</div></section>'
+            f'<div class="cards">{"".join(_card(card, rank) for rank, card in members)}</div></section>'
         )
     misses = [c for c in page.cards if c.miss]
     false_negatives = sum(c.outcome == "false negative" for c in misses)

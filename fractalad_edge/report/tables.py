@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fractalad_edge.bench.accuracy import AccuracyReport, ThresholdCheck
 from fractalad_edge.bench.report import BenchReport, summary_rows
-from fractalad_edge.report.gallery import GalleryCard
+from fractalad_edge.report.gallery import GalleryCard, misses_label
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,9 +86,7 @@ def defect_table(cards: Sequence[GalleryCard], per_defect_auroc: Mapping[str, fl
     rows = []
     for defect in defects:
         group = [c for c in cards if c.defect == defect]
-        missed = sum(c.miss for c in group)
-        kind = ("false alarm" + "s" * (missed != 1)) if defect == "good" else "missed"
-        rows.append((defect, str(len(group)), f"{missed} {kind}", _pct(per_defect_auroc.get(defect))))
+        rows.append((defect, str(len(group)), misses_label(defect, sum(c.miss for c in group)), _pct(per_defect_auroc.get(defect))))
     return Table(
         caption="Per defect type, at the model's threshold",
         header=("defect type", "images", "misses", "image AUROC"),
