@@ -23,8 +23,9 @@ from fractalad_edge.data.datasets import TestSample
 from fractalad_edge.errors import ConfigError, InvalidOutputError
 from fractalad_edge.preprocess import image_scores, overlay, resize_image
 
-#: thumbnail height in pixels (each panel is square, so a card image is 2x as wide)
-THUMBNAIL_HEIGHT = 160
+#: largest thumbnail height in pixels (each panel is square, so a card image is 2x as wide);
+#: maps smaller than this are kept at their own size, not blown up
+THUMBNAIL_HEIGHT = 256
 JPEG_QUALITY = 80
 _OUTLINE_RGB = (255, 255, 255)
 
@@ -93,8 +94,9 @@ def worst_first(cards: Sequence[GalleryCard]) -> list[GalleryCard]:
 
 
 def thumbnail(image_rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray, *, height: int = THUMBNAIL_HEIGHT) -> bytes:
-    """image | heat map with the ground-truth outline, ``height`` pixels high, as JPEG bytes."""
+    """image | heat map with the ground-truth outline, at most ``height`` pixels high, as JPEG bytes."""
     size = anomaly_map.shape[-1]
+    height = min(height, size)
     image = resize_image(image_rgb, size, size)
     heat = np.ascontiguousarray(overlay(image, np.clip(anomaly_map, 0.0, 1.0)))
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)

@@ -129,7 +129,8 @@ th{background:#f0f0f0}.note,.caption{color:#555;margin:2px 0 10px}.plot img{max-
 .controls{display:flex;gap:18px;align-items:center;margin:8px 0;position:sticky;top:0;background:#fafafa;padding:6px 0;z-index:1}
 .headline{font-weight:600}.count{font-weight:400;color:#666;font-size:13px}
 .cards{display:flex;flex-wrap:wrap;gap:10px}.card{margin:0;background:#fff;border:1px solid #ccc;border-left:6px solid #9a9;border-radius:4px;padding:6px;width:320px}
-.card img{display:block;width:320px;height:160px;object-fit:contain;background:#000}
+.card img{display:block;width:320px;height:160px;object-fit:contain;background:#000;cursor:zoom-in}
+.card.big{width:auto}.card.big img{width:auto;height:auto;max-width:100%;cursor:zoom-out}
 .card.fn,.card.fp{border-color:#d62728;border-left-color:#d62728;background:#fff4f4}
 .name{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;margin-top:4px}
 .outcome{font-weight:700;text-transform:uppercase;font-size:12px;letter-spacing:.03em}.fn .outcome,.fp .outcome{color:#d62728}
@@ -173,6 +174,10 @@ _JS = """
     if (kv[0] === 'misses') misses.checked = value !== '0';
   });
   [sort, group, misses].forEach(function (control) { control.addEventListener('change', render); });
+  gallery.addEventListener('click', function (event) {  // a card at its full size, and back
+    var card = event.target.closest('.card');
+    if (card) card.classList.toggle('big');
+  });
   render();
 })();
 """

@@ -23,7 +23,7 @@ from fractalad_edge.report.tables import bench_tables, defect_table, eval_tables
 
 _GALLERY_HELP = (
     "Each card: the image and its heat map (white outline: the ground-truth defect), the image score, the "
-    "threshold the model applies and the decision. Red cards are misses."
+    "threshold the model applies and the decision. Red cards are misses; click a card to see it at full size."
 )
 
 
