@@ -21,6 +21,7 @@ from fractalad_edge.errors import ConfigError
 from fractalad_edge.report import gallery_cards, render_html, write_bench_html, write_html
 from fractalad_edge.report.gallery import THUMBNAIL_HEIGHT, thumbnail
 from fractalad_edge.report.html import ReportPage
+from fractalad_edge.report.tables import defect_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32  # model input and map side
@@ -174,6 +175,18 @@ def test_thumbnails_are_small_jpegs_with_the_outline(tmp_path: Path) -> None:
     edge = decoded[round(100 * scale), THUMBNAIL_HEIGHT + round(130 * scale)]
     assert edge.min() > 180
     assert decoded[round(100 * scale), round(130 * scale)].min() < 180
+
+
+def test_a_limit_keeps_the_worst_cards_and_counts_the_rest(tmp_path: Path) -> None:
+    test_set, maps = _test_set(tmp_path)
+    cards = gallery_cards(test_set, maps, _metadata(), limit=3)
+    assert [c.name for c in cards] == _WORST_FIRST  # every image is still counted, in the same order
+    assert [c.thumbnail is not None for c in cards] == [True, True, True, False, False, False]
+    text = render_html(ReportPage(title="t", cards=tuple(cards), tables=(defect_table(cards, {}),)))
+    page = _parse(text)
+    assert [c["data-name"] for c in page.cards] == ["scratch/d.png", "scratch/c.png", "good/b.png"]
+    assert "The 3 correct decisions furthest from the threshold are counted, not shown" in text
+    assert "<td>scratch</td><td>4</td><td>2 missed</td>" in text  # the table counts all four
 
 
 def test_gallery_refuses_maps_that_do_not_match_the_images(tmp_path: Path) -> None:

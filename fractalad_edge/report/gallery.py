@@ -10,6 +10,7 @@ furthest wrong at the top, then correct decisions from the closest call to the c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from fractalad_edge.preprocess import image_scores, overlay, resize_image
 #: maps smaller than this are kept at their own size, not blown up
 THUMBNAIL_HEIGHT = 256
 JPEG_QUALITY = 80
+#: cards that get a thumbnail; the rest (the clearest correct decisions) are counted in the
+#: tables but not shown, so a large test set still makes a page of a few MB (~16 kB a card)
+MAX_THUMBNAILS = 300
 _OUTLINE_RGB = (255, 255, 255)
 
 
@@ -52,7 +56,7 @@ class GalleryCard:
     label: int  # 0 good, 1 defective
     score: float
     threshold: float
-    thumbnail: bytes  # JPEG
+    thumbnail: bytes | None  # JPEG; None: beyond the gallery's limit, counted but not shown
 
     @property
     def anomalous(self) -> bool:
@@ -88,9 +92,13 @@ def decision_threshold(metadata: ArtifactMetadata) -> float:
     return 0.5 if metadata.calibration is None else metadata.calibration.image_threshold
 
 
+def _worst_first_key(card: GalleryCard) -> tuple[bool, float, str]:
+    return (not card.miss, card.margin, card.name)
+
+
 def worst_first(cards: Sequence[GalleryCard]) -> list[GalleryCard]:
     """Misses first (furthest from the threshold at the top), then correct ones, closest call first."""
-    return sorted(cards, key=lambda c: (not c.miss, c.margin, c.name))
+    return sorted(cards, key=_worst_first_key)
 
 
 def thumbnail(image_rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray, *, height: int = THUMBNAIL_HEIGHT) -> bytes:
@@ -116,8 +124,12 @@ def gallery_cards(
     metadata: ArtifactMetadata,
     *,
     height: int = THUMBNAIL_HEIGHT,
+    limit: int = MAX_THUMBNAILS,
 ) -> list[GalleryCard]:
-    """One card per test image, scored with the artifact's reduction and threshold, worst first."""
+    """One card per test image, scored with the artifact's reduction and threshold, worst first.
+
+    The first ``limit`` cards get a thumbnail; the others keep ``thumbnail=None``.
+    """
     if maps.ndim != 3 or maps.shape[0] != len(test_set.samples):
         msg = (
             f"gallery needs one (H, W) anomaly map per test image: got maps of shape {maps.shape} for "
@@ -127,22 +139,26 @@ def gallery_cards(
     if height < 16:
         msg = f"thumbnail height must be at least 16 pixels, got {height}"
         raise ConfigError(msg)
+    if limit < 0:
+        msg = f"the gallery's limit is a number of cards, 0 or more, got {limit}"
+        raise ConfigError(msg)
     threshold = decision_threshold(metadata)
     scores = image_scores(maps, metadata.score)
-    cards = []
+    cards: list[tuple[GalleryCard, int]] = []
     for index, sample in enumerate(test_set.samples):
         score = float(scores[index])
         if not math.isfinite(score):
             msg = f"the anomaly map of {sample.image_path} has NaN or infinite values; the model is broken: re-export it"
             raise InvalidOutputError(msg)
-        cards.append(
-            GalleryCard(
-                name=f"{sample.defect}/{sample.image_path.name}",
-                defect=sample.defect,
-                label=sample.label,
-                score=score,
-                threshold=threshold,
-                thumbnail=thumbnail(test_set.images[index], maps[index], test_set.masks[index], height=height),
-            )
+        card = GalleryCard(
+            name=f"{sample.defect}/{sample.image_path.name}", defect=sample.defect, label=sample.label,
+            score=score, threshold=threshold, thumbnail=None,
         )
-    return worst_first(cards)
+        cards.append((card, index))
+    cards.sort(key=lambda pair: _worst_first_key(pair[0]))
+    return [
+        dataclasses.replace(card, thumbnail=thumbnail(test_set.images[i], maps[i], test_set.masks[i], height=height))
+        if rank < limit
+        else card
+        for rank, (card, i) in enumerate(cards)
+    ]

@@ -32,7 +32,7 @@ class ReportPage:
     plot_png: bytes | None = None  # the latency x accuracy plot
     plot_caption: str = ""
     gallery_caption: str = ""
-    cards: tuple[GalleryCard, ...] = ()  # in display order (worst first)
+    cards: tuple[GalleryCard, ...] = ()  # in display order (worst first); those without a thumbnail are counted only
     footer: str = ""
 
 
@@ -63,14 +63,14 @@ def _table(table: Table) -> str:
 _OUTCOME_CLASS = {"false negative": "fn", "false alarm": "fp", "caught": "tp", "passed": "tn"}
 
 
-def _card(card: GalleryCard, rank: int) -> str:
+def _card(card: GalleryCard, rank: int, thumbnail: bytes) -> str:
     outcome = card.outcome
     css = _OUTCOME_CLASS[outcome]
     decision = "anomalous" if card.anomalous else "good"
     return (
         f'<figure class="card {css}" data-name="{_e(card.name)}" data-defect="{_e(card.defect)}" '
         f'data-score="{card.score!r}" data-rank="{rank}" data-miss="{int(card.miss)}">'
-        f'<img src="{_data_uri("image/jpeg", card.thumbnail)}" alt="{_e(card.name)}">'
+        f'<img src="{_data_uri("image/jpeg", thumbnail)}" alt="{_e(card.name)}">'
         f'<figcaption><div class="name" title="{_e(card.name)}">{_e(card.name)}</div>'
         f'<div class="outcome">{_e(outcome)}</div>'
         f"<dl><dt>score</dt><dd>{card.score:.4f}</dd><dt>threshold</dt><dd>{card.threshold:.4f}</dd>"
@@ -94,9 +94,12 @@ def _gallery(page: ReportPage) -> str:
     for defect in _group_order(page.cards):
         members = [(rank, card) for rank, card in enumerate(page.cards) if card.defect == defect]
         count = f"{len(members)} images, {misses_label(defect, sum(card.miss for _, card in members))}"
+        hidden = sum(card.thumbnail is None for _, card in members)
+        count += f" ({hidden} clear calls not shown)" if hidden else ""
+        shown = "".join(_card(card, rank, card.thumbnail) for rank, card in members if card.thumbnail is not None)
         sections.append(
             f'<section class="group" data-defect="{_e(defect)}"><h3>{_e(defect)} <span class="count">{_e(count)}</span></h3>'
-            f'<div class="cards">{"".join(_card(card, rank) for rank, card in members)}</div></section>'
+            f'<div class="cards">{shown}</div></section>'
         )
     misses = [c for c in page.cards if c.miss]
     false_negatives = sum(c.outcome == "false negative" for c in misses)
@@ -105,6 +108,12 @@ def _gallery(page: ReportPage) -> str:
         f"{len(page.cards)} images: {false_negatives} false negative{'s' * (false_negatives != 1)}, "
         f"{false_alarms} false alarm{'s' * (false_alarms != 1)}."
     )
+    hidden = sum(card.thumbnail is None for card in page.cards)
+    if hidden:
+        headline += (
+            f" The {hidden} correct decisions furthest from the threshold are counted, not shown "
+            f"(the gallery keeps the worst {len(page.cards) - hidden})."
+        )
     controls = (
         '<div class="controls"><label>sort <select id="sort">'
         '<option value="rank">worst misses first</option><option value="score-desc">score, high to low</option>'
