@@ -1,8 +1,8 @@
 """The HTML report's metric tables, as rows of strings, from the results eval and bench return.
 
-The numbers and their formatting are the ones report.md shows (bench rows come from the
-bench's own :func:`~fractalad_edge.bench.report.summary_rows`), so the two reports never
-disagree; the per-defect table adds how many images each defect type loses at the threshold.
+The numbers and their formatting follow report.md (bench rows are the bench's own
+:func:`~fractalad_edge.bench.report.summary_rows`); the per-defect table adds how many images
+each defect type loses at the threshold.
 """
 
 from __future__ import annotations
