@@ -22,7 +22,7 @@ import numpy as np
 from fractalad_edge.artifact import ArtifactMetadata
 from fractalad_edge.data.datasets import TestSample
 from fractalad_edge.errors import ConfigError, InvalidOutputError
-from fractalad_edge.preprocess import image_scores, overlay, resize_image
+from fractalad_edge.preprocess import DECISION_THRESHOLD, decisions, image_scores, overlay, resize_image
 
 #: largest thumbnail height in pixels (each panel is square, so a card image is 2x as wide);
 #: maps smaller than this are kept at their own size, not blown up
@@ -56,12 +56,8 @@ class GalleryCard:
     label: int  # 0 good, 1 defective
     score: float
     threshold: float
+    anomalous: bool  # the decision, by the rule the Predictor applies (preprocess.decisions)
     thumbnail: bytes | None  # JPEG; None: beyond the gallery's limit, counted but not shown
-
-    @property
-    def anomalous(self) -> bool:
-        """The decision: anomalous when the score reaches the threshold (as the Predictor decides)."""
-        return self.score >= self.threshold
 
     @property
     def miss(self) -> bool:
@@ -88,8 +84,8 @@ def misses_label(defect: str, count: int) -> str:
 
 
 def decision_threshold(metadata: ArtifactMetadata) -> float:
-    """The raw image-score threshold a Predictor applies: calibrated, or the sigmoid's 0.5."""
-    return 0.5 if metadata.calibration is None else metadata.calibration.image_threshold
+    """The raw image score at which the Predictor's decision flips: calibrated, or the sigmoid's 0.5."""
+    return DECISION_THRESHOLD if metadata.calibration is None else metadata.calibration.image_threshold
 
 
 def _worst_first_key(card: GalleryCard) -> tuple[bool, float, str]:
@@ -144,6 +140,7 @@ def gallery_cards(
         raise ConfigError(msg)
     threshold = decision_threshold(metadata)
     scores = image_scores(maps, metadata.score)
+    anomalous = decisions(maps, metadata.score, metadata.calibration)
     cards: list[tuple[GalleryCard, int]] = []
     for index, sample in enumerate(test_set.samples):
         score = float(scores[index])
@@ -152,7 +149,7 @@ def gallery_cards(
             raise InvalidOutputError(msg)
         card = GalleryCard(
             name=f"{sample.defect}/{sample.image_path.name}", defect=sample.defect, label=sample.label,
-            score=score, threshold=threshold, thumbnail=None,
+            score=score, threshold=threshold, anomalous=bool(anomalous[index]), thumbnail=None,
         )
         cards.append((card, index))
     cards.sort(key=lambda pair: _worst_first_key(pair[0]))

@@ -15,8 +15,9 @@ import numpy as np
 
 from fractalad_edge import __version__
 from fractalad_edge.artifact import ArtifactMetadata
-from fractalad_edge.bench.accuracy import AccuracyReport, evaluate_predictor, load_test_set
 from fractalad_edge.bench.report import BenchReport
+from fractalad_edge.data.test_set import load_test_set
+from fractalad_edge.evaluation import AccuracyReport, evaluate_predictor
 from fractalad_edge.report.gallery import GalleryCard, LabelledImages, gallery_cards
 from fractalad_edge.report.html import ReportPage, write_html
 from fractalad_edge.report.tables import bench_tables, defect_table, eval_tables

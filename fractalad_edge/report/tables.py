@@ -1,7 +1,7 @@
 """The HTML report's metric tables, as rows of strings, from the results eval and bench return.
 
 The numbers and their formatting follow report.md (bench rows are the bench's own
-:func:`~fractalad_edge.bench.report.summary_rows`); the per-defect table adds how many images
+:func:`~fractalad_edge.bench.render_markdown.summary_rows`); the per-defect table adds how many images
 each defect type loses at the threshold.
 """
 
@@ -11,8 +11,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from fractalad_edge.bench.accuracy import AccuracyReport, ThresholdCheck
-from fractalad_edge.bench.report import BenchReport, summary_rows
+from fractalad_edge.bench.render_markdown import summary_rows
+from fractalad_edge.bench.report import BenchReport
+from fractalad_edge.evaluation import AccuracyReport, ThresholdCheck
 from fractalad_edge.report.gallery import GalleryCard, misses_label
 
 

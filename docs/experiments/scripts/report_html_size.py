@@ -12,7 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
-from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set
+from fractalad_edge.data.test_set import load_test_set
+from fractalad_edge.evaluation import evaluate_predictor
 from fractalad_edge.predictor import Predictor
 from fractalad_edge.report import gallery_cards, write_eval_html
 
