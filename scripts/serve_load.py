@@ -3,7 +3,7 @@
 Starts a local Ray instance and serves MODEL on 127.0.0.1 (or targets a running server with
 --url), sends --requests images from --clients threads (a bounded loop, localhost only),
 times in-process ``Predictor.predict`` on the same images for comparison, then sends
---malformed bad requests and checks that each gets a 4xx and that the server still answers.
+--malformed bad requests (8 kinds, cycled) and checks that each gets a 4xx and that the server still answers.
 
     python scripts/serve_load.py MODEL --images DIR [--requests 1000] [--clients 8] [--out FILE.json]
 """
@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import struct
 import time
 import urllib.error
 import urllib.request
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,8 +43,18 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
             "mean_ms": round(float(ms.mean()), 2)}
 
 
+def png_declaring(width: int, height: int) -> bytes:
+    """A small PNG whose header declares ``width`` x ``height`` pixels: a decompression bomb."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b"")
+
+
 def malformed_bodies(valid: bytes, count: int, limit: int) -> list[tuple[str, bytes]]:
-    """Bad requests of several kinds, cycled: text, truncated images, empty, unknown model, oversize."""
+    """Bad requests of several kinds, cycled: text, truncated images, empty, unknown model, oversize, pixel bomb."""
     rng = np.random.default_rng(0)
     kinds = [
         ("predict", b"not an image at all"),
@@ -52,6 +64,7 @@ def malformed_bodies(valid: bytes, count: int, limit: int) -> list[tuple[str, by
         ("unknown", valid),
         ("predict", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64),
         ("predict", b"x" * (limit + 1)),
+        ("predict", png_declaring(40_000, 40_000)),  # 1 600 MP declared in a 1 kB body
     ]
     return [kinds[i % len(kinds)] for i in range(count)]
 

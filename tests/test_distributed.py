@@ -291,3 +291,44 @@ def test_serve_refuses_bad_names_before_starting(tiny_run: Path) -> None:
         check_models({"a/b": tiny_run})
     with pytest.raises(ConfigError, match="port"):
         ServeOptions(port=0)
+
+
+def test_the_readme_client_examples_work_against_a_server(
+    server: str, normal_images_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's Ray section: its curl lines and Python client, pointed at this test server."""
+    import contextlib
+    import io
+    import re
+    import subprocess
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Many products, archives and cameras: Ray") :]
+    section = section[: section.index("\n## ", 1)]
+
+    def here(text: str) -> str:
+        return text.replace("http://127.0.0.1:8000", server).replace("/predict/bottle", "/predict/part")
+
+    shutil.copy(sorted(normal_images_dir.glob("*.png"))[0], tmp_path / "part.png")
+    monkeypatch.chdir(tmp_path)
+    python = re.findall(r"```py\n(.*?)```", section, flags=re.S)
+    assert len(python) == 1
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(here(python[0]), "README.md", "exec"), {})  # noqa: S102 - the README's own example
+    decision, score = printed.getvalue().split()
+    assert decision in ("normal", "anomalous") and 0.0 <= float(score) <= 1.0
+    (tmp_path / "part.png").write_bytes(b"not an image")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(here(python[0]), "README.md", "exec"), {})  # noqa: S102
+    assert printed.getvalue().startswith("400 ") and "cannot be decoded" in printed.getvalue()
+
+    curls = [line for line in re.findall(r"```sh\n(.*?)```", section, flags=re.S)[1].splitlines() if line.startswith("curl ")]
+    assert len(curls) == 3
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed; the Python client was checked")
+    shutil.copy(sorted(normal_images_dir.glob("*.png"))[0], tmp_path / "part.png")
+    answers = [json.loads(subprocess.run(here(c), shell=True, check=True, capture_output=True, text=True).stdout) for c in curls]  # noqa: S602
+    assert answers[0]["decision"] == answers[1]["decision"] and "mask_png_base64" in answers[0]
+    assert answers[2]["status"] == "ok"
