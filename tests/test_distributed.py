@@ -172,17 +172,18 @@ def test_ray_predict_follows_the_local_output_rules(
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
     out = tmp_path / "preds"
-    result = invoke(images_with_bad_files, "--out", out, "--max-pixels", "1000000")
+    result = invoke(images_with_bad_files, "--out", out, "--max-pixels", "4096")  # 64x64 images pass
     assert result.exit_code == 1 and "7 images scored" in result.output, result.output  # the two bad files fail
+    assert len(list((out / "overlays").rglob("*.png"))) == 7
     with pytest.raises(OutputExistsError, match="--force"):
         predict_files_ray(tiny_run, [images_with_bad_files], out=out, echo=lambda _: None)
     (out / "notes.txt").write_text("mine\n")
-    result = invoke(images_with_bad_files, "--out", out, "--force", "--pattern", "line2/*", "--max-pixels", "4096")
-    assert result.exit_code == 1, result.output  # 64x64 = 4096 pixels pass; the bomb does not
+    result = invoke(images_with_bad_files, "--out", out, "--force", "--pattern", "line2/*", "--max-pixels", "4095")
+    assert result.exit_code == 1 and "0 images scored" in result.output, result.output  # the actors got the limit
     rows = [json.loads(line) for line in (out / RESULTS_FILENAME).read_text().splitlines()]
     assert [r["image"] for r in rows] == ["line2/bomb.png", "line2/good_001.png", "line2/good_003.png", "line2/good_005.png"]
-    overlays = sorted(p.relative_to(out).as_posix() for p in (out / "overlays").rglob("*.png"))
-    assert overlays == [r["overlay"] for r in rows[1:]]  # the earlier run's other overlays were removed
+    assert all("over the limit of 0.004095 MP" in r["error"] for r in rows)
+    assert not list((out / "overlays").rglob("*.png"))  # the earlier run's overlays, listed by it, were removed
     assert (out / "notes.txt").read_text() == "mine\n"
 
 
