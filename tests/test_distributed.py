@@ -94,6 +94,14 @@ def test_train_many_trains_each_category_reports_failures_and_skips_finished_one
     log = [json.loads(line)["step"] for line in (tmp_path / "part_b" / "train_log.jsonl").read_text().splitlines()]
     assert log == [1, 2, 3]
 
+    # A category folder in --out that is not a training run is refused and left as it was.
+    other = tmp_path / "other"
+    (other / "part_a").mkdir(parents=True)
+    (other / "part_a" / "notes.txt").write_text("mine\n")
+    refused = train_many(categories_root, other, TINY, categories=["part_a"], echo=lambda _: None, poll_seconds=0.5)
+    assert refused[0].status == "failed" and "not a training run" in refused[0].error
+    assert [p.name for p in (other / "part_a").iterdir()] == ["notes.txt"]
+
 
 def test_train_many_refuses_unknown_categories_and_formats(categories_root: Path, tmp_path: Path) -> None:
     from fractalad_edge.errors import DatasetNotFoundError
