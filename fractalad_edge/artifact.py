@@ -27,6 +27,16 @@ from fractalad_edge.errors import ArtifactError, ArtifactIntegrityError, ConfigE
 
 SCHEMA_VERSION = 1
 METADATA_FILENAME = "metadata.json"
+#: model file names inside an artifact directory, named once for the writers and the runtimes
+MODEL_FILENAME = "model.safetensors"  # torch: the FractalAD state dict
+ONNX_FILENAME = "model.onnx"
+IR_FILENAME = "model.xml"  # OpenVINO IR graph
+IR_WEIGHTS_FILENAME = "model.bin"  # OpenVINO IR weights
+ENGINE_FILENAME = "model.engine"  # a plain serialized TensorRT engine
+#: a training run also holds these (the export refuses to write into one)
+RUN_CONFIG_FILENAME = "config.json"  # the TrainConfig; its "data" is the training folder
+CHECKPOINT_FILENAME = "checkpoint.safetensors"  # model + optimizer state for --resume
+CHECKPOINT_STATE = "checkpoint.json"  # a readable copy of the checkpoint's header
 
 
 class ModelFormat(str, Enum):
@@ -503,15 +513,18 @@ def verify_files(directory: Path, metadata: ArtifactMetadata) -> None:
             raise ArtifactIntegrityError(msg)
 
 
-def replace_metadata(metadata: ArtifactMetadata, **changes: Any) -> ArtifactMetadata:
-    """A copy with some fields changed (frozen dataclasses are never edited in place)."""
-    return dataclasses.replace(metadata, **changes)
-
-
 __all__ = [
     "SCHEMA_VERSION",
     "METADATA_FILENAME",
     "FORMAT_FILE_SUFFIXES",
+    "MODEL_FILENAME",
+    "ONNX_FILENAME",
+    "IR_FILENAME",
+    "IR_WEIGHTS_FILENAME",
+    "ENGINE_FILENAME",
+    "RUN_CONFIG_FILENAME",
+    "CHECKPOINT_FILENAME",
+    "CHECKPOINT_STATE",
     "ArtifactMetadata",
     "EngineInfo",
     "InputSpec",
@@ -528,7 +541,6 @@ __all__ = [
     "package_version",
     "parse_enum",
     "read_metadata",
-    "replace_metadata",
     "resolve_inside",
     "sha256_file",
     "verify_files",

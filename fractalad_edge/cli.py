@@ -129,6 +129,9 @@ def train(
     snapshot_every: Optional[int] = typer.Option(None, help="Also keep the weights every N steps (snapshots/)."),
 ) -> None:
     """Train FractalAD on normal images only (synthetic fractal anomalies)."""
+    from fractalad_edge.extras import require_modules
+
+    require_modules(("torch", "safetensors"), what="training")
     from fractalad_edge.artifact import ScoreSpec
     from fractalad_edge.data.categories import category_defaults
     from fractalad_edge.data.datasets import category_name
@@ -192,7 +195,8 @@ def evaluate(
     overlays: int = typer.Option(12, help="How many image | truth | heat map PNGs to write."),
 ) -> None:
     """Image/pixel AUROC, AUPRO and F1 on a labelled test set, with overlay PNGs."""
-    from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set, markdown_table, write_overlays, write_report
+    from fractalad_edge.data.test_set import load_test_set
+    from fractalad_edge.evaluation import evaluate_predictor, markdown_table, write_overlays, write_report
     from fractalad_edge.data.datasets import category_name
     from fractalad_edge.predictor import Predictor
 

@@ -8,15 +8,16 @@ by printing where each report is and the next commands to type.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
 from fractalad_edge.artifact import Precision
+from fractalad_edge.extras import MODULE_EXTRAS, install_hint, missing_modules
 
 
 def run_demo(out: str | Path, *, steps: int = 120, echo: Callable[[str], None] = print) -> dict[str, Path]:
-    from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set, markdown_table, write_overlays, write_report
+    from fractalad_edge.data.test_set import load_test_set
+    from fractalad_edge.evaluation import evaluate_predictor, markdown_table, write_overlays, write_report
     from fractalad_edge.data.demo import make_demo_dataset
     from fractalad_edge.export.pipeline import ExportOptions, export_model
     from fractalad_edge.inference import predict_files
@@ -48,8 +49,8 @@ def run_demo(out: str | Path, *, steps: int = 120, echo: Callable[[str], None] =
     reports.append(report)
     models = {"torch": run}
     for fmt, module in (("onnx", "onnxruntime"), ("openvino", "openvino")):
-        if importlib.util.find_spec(module) is None or importlib.util.find_spec("onnx") is None:
-            echo(f"[3/4] skipping {fmt}: pip install 'fractalad-edge[{module},export]'")
+        if missing_modules([module, "onnx"]):
+            echo(f"[3/4] skipping {fmt}: {install_hint(f'{MODULE_EXTRAS[module]},export')}")
             continue
         target = out / "models" / fmt
         export_model(run, format=fmt, out=target, options=ExportOptions(precision=Precision.FP32), progress=echo, force=True)

@@ -11,7 +11,7 @@ r.score, r.is_anomalous, r.anomaly_map, r.mask
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,11 @@ import numpy as np
 from fractalad_edge.artifact import ArtifactMetadata, ScoreCalibration, read_metadata
 from fractalad_edge.errors import ConfigError, InvalidInputError, InvalidOutputError
 from fractalad_edge.preprocess import (
+    DECISION_THRESHOLD,
+    calibrated_maps,
+    calibrated_scores,
+    frame_list,
     image_scores,
-    normalize_image_scores,
-    normalize_pixel_map,
     prepare_batch,
     resize_map,
 )
@@ -92,10 +94,35 @@ class Predictor:
         return cls(backend, metadata, channel_order=channel_order)
 
     # -- the hot path --------------------------------------------------------------------
-    def raw_maps(self, frames: Iterable[np.ndarray] | np.ndarray, *, channel_order: str | None = None) -> np.ndarray:
-        """Model-size anomaly maps (N, S, S) before calibration; for evaluation and calibration."""
-        batch, _ = prepare_batch(frames, self.metadata.input, channel_order=channel_order or self.channel_order)
-        return self._infer(batch)
+    def raw_maps(
+        self,
+        frames: Iterable[np.ndarray] | np.ndarray,
+        *,
+        channel_order: str | None = None,
+        batch_size: int | None = 8,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Model-size anomaly maps (N, S, S) before calibration; for evaluation and calibration.
+
+        Frames are prepared and run ``batch_size`` at a time, so memory stays flat over a
+        whole test set on a small device (``None``: all frames as one batch);
+        ``progress(done, total)`` is called after each batch.
+        """
+        order = channel_order or self.channel_order
+        frames = frame_list(frames)
+        if batch_size is not None and batch_size < 1:
+            msg = f"batch_size must be a positive number of frames (or None for one batch), got {batch_size}"
+            raise ConfigError(msg)
+        step = batch_size if batch_size is not None else max(1, len(frames))
+        chunks = []
+        for start in range(0, len(frames), step):
+            batch, _ = prepare_batch(frames[start : start + step], self.metadata.input, channel_order=order)
+            chunks.append(self._infer(batch))
+            if progress is not None:
+                progress(min(start + step, len(frames)), len(frames))
+        if not chunks:
+            prepare_batch([], self.metadata.input)  # raises the "no frames" error
+        return np.concatenate(chunks)
 
     def predict(self, frame: np.ndarray) -> AnomalyResult:
         """One frame's result. Safe to call from many threads on one Predictor."""
@@ -125,20 +152,16 @@ class Predictor:
             raise InvalidOutputError(msg)
         raw = image_scores(maps, self.metadata.score)
         calibration = self.metadata.calibration
-        if calibration is None:
-            # Uncalibrated: the sigmoid's own 0.5 is the threshold on both levels.
-            scores, norm_maps = np.clip(raw, 0.0, 1.0), maps
-        else:
-            scores, norm_maps = normalize_image_scores(raw, calibration), normalize_pixel_map(maps, calibration)
+        scores, norm_maps = calibrated_scores(raw, calibration), calibrated_maps(maps, calibration)
         results = []
         for index, (height, width) in enumerate(sizes):
             full = resize_map(np.ascontiguousarray(norm_maps[index], dtype=np.float32), height, width)
             results.append(
                 AnomalyResult(
                     pred_score=float(scores[index]),
-                    pred_label=bool(scores[index] >= 0.5),
+                    pred_label=bool(scores[index] >= DECISION_THRESHOLD),
                     anomaly_map=full,
-                    pred_mask=full >= 0.5,
+                    pred_mask=full >= DECISION_THRESHOLD,
                     raw_score=float(raw[index]),
                 )
             )

@@ -118,6 +118,25 @@ def normalize_pixel_map(anomaly_map: np.ndarray, calibration: ScoreCalibration) 
     return normalize_score(anomaly_map, calibration.pixel_threshold, calibration.pixel_min, calibration.pixel_max)
 
 
+#: normalised scores at or above this are anomalous (calibration puts the threshold here)
+DECISION_THRESHOLD = 0.5
+
+
+def calibrated_scores(raw: np.ndarray, calibration: ScoreCalibration | None) -> np.ndarray:
+    """Image scores normalised so 0.5 is the threshold; uncalibrated, the sigmoid's own 0.5 is."""
+    return np.clip(raw, 0.0, 1.0) if calibration is None else normalize_image_scores(raw, calibration)
+
+
+def calibrated_maps(maps: np.ndarray, calibration: ScoreCalibration | None) -> np.ndarray:
+    """Anomaly maps normalised like :func:`calibrated_scores` (unchanged when uncalibrated)."""
+    return maps if calibration is None else normalize_pixel_map(maps, calibration)
+
+
+def decisions(maps: np.ndarray, spec: ScoreSpec, calibration: ScoreCalibration | None) -> np.ndarray:
+    """Anomalous or not per map: the one rule Predictor, parity and the bench apply."""
+    return calibrated_scores(image_scores(maps, spec), calibration) >= DECISION_THRESHOLD
+
+
 def resize_map(anomaly_map: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bring a float map back to the frame's own size (bilinear)."""
     if anomaly_map.shape == (height, width):

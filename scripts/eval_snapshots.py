@@ -26,9 +26,10 @@ def main() -> None:
     import torch
 
     torch.set_flush_denormal(True)
-    from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set
+    from fractalad_edge.data.test_set import load_test_set
+    from fractalad_edge.evaluation import evaluate_predictor
     from fractalad_edge.predictor import Predictor
-    from fractalad_edge.train.checkpoint import load_model_weights
+    from fractalad_edge.models.torch_format import load_model_weights
     from fractalad_edge.train.loop import SNAPSHOT_DIR
 
     predictor = Predictor.load(args.run)

@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 
 from fractalad_edge.artifact import read_metadata
-from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set
+from fractalad_edge.data.test_set import load_test_set
+from fractalad_edge.evaluation import evaluate_predictor
 from fractalad_edge.predictor import Predictor
 from fractalad_edge.runtimes.onnxruntime import OnnxRuntimeBackend
 

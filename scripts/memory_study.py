@@ -29,9 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fractalad_edge.bench.accuracy import load_test_set
 from fractalad_edge.data.datasets import find_training_images
 from fractalad_edge.data.images import read_image
+from fractalad_edge.data.test_set import load_test_set
 from fractalad_edge.calibration.thresholds import f1_threshold
 from fractalad_edge.metrics import binary_rates, evaluate_maps, f1_max, roc_auc
 from fractalad_edge.models.attention import cosine_similarity_attention
@@ -47,13 +47,10 @@ HOLDOUT = 0.2
 
 
 def _load_model(run: Path):
-    from fractalad_edge.models.fractalad import ModelConfig, build_model
-    from fractalad_edge.train.checkpoint import MODEL_FILENAME, load_model_weights
+    from fractalad_edge.artifact import read_metadata
+    from fractalad_edge.models.torch_format import load_model
 
-    meta = json.loads((run / "metadata.json").read_text())
-    model = build_model(ModelConfig.from_dict(meta["model"]), pretrained_teacher=False)
-    load_model_weights(model, run / MODEL_FILENAME)
-    return model.eval()
+    return load_model(run, read_metadata(run))
 
 
 @torch.inference_mode()

@@ -27,6 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
     benchmarks, which set their own thread counts. Denormals are flushed: random-weight test
     models produce them, and they make x86 CPUs 5-10x slower.
     """
+    if config.pluginmanager.hasplugin("benchmark") and not config.getoption("benchmark_enable", False):
+        config.option.benchmark_disable = True  # pytest-benchmark is a dev extra: the base install runs without it
     if importlib.util.find_spec("torch") is not None:
         import torch
 
@@ -83,9 +85,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, normal_images_dir: Path) 
     """
     torch = pytest.importorskip("torch")
     from fractalad_edge.artifact import ScoreSpec, write_metadata
-    from fractalad_edge.export.torch import torch_metadata
     from fractalad_edge.models.fractalad import ModelConfig, build_model
-    from fractalad_edge.train.checkpoint import MODEL_FILENAME, save_model
+    from fractalad_edge.models.torch_format import MODEL_FILENAME, save_model, torch_metadata
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
     torch.manual_seed(2026)

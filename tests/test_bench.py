@@ -7,6 +7,7 @@ checks what a reader of the report relies on.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -16,12 +17,15 @@ import cv2
 import numpy as np
 import pytest
 
-from fractalad_edge.artifact import Precision
+from fractalad_edge.artifact import ArtifactMetadata, ModelFormat, Precision
 from fractalad_edge.bench.latency import LatencyStats, interleaved_rounds, latency_report, round_sizes
 from fractalad_edge.bench.matrix import BenchConfig, plan, unavailable
-from fractalad_edge.bench.report import BenchReport, ConfigResult, console_table, plot_report, write_reports
+from fractalad_edge.bench.render_markdown import console_table
+from fractalad_edge.bench.render_plot import plot_report
+from fractalad_edge.bench.report import BenchReport, ConfigResult, write_reports
 from fractalad_edge.bench.system import capture_environment, cpu_model, package_versions
 from fractalad_edge.errors import ConfigError
+from fractalad_edge.runtimes.base import RUNTIMES, Backend, RuntimeEntry, register_runtime
 
 # --------------------------------------------------------------------------- timing
 
@@ -142,7 +146,7 @@ def test_plan_skips_combinations_with_no_path() -> None:
     planned = {item.name: reason for item, reason in plan(BenchConfig(runtimes=("torch", "onnxruntime"), precisions=("fp32", "int8", "fp16")))}
     assert planned["torch-fp32"] is None and planned["onnxruntime-int8"] is None
     assert "no int8 path" in planned["torch-int8"]
-    assert "CUDA" in planned["torch-fp16"]
+    assert "no fp16 path on cpu" in planned["torch-fp16"]
     assert "no fp16 export" in planned["onnxruntime-fp16"]
 
 
@@ -175,6 +179,7 @@ def _report(rows: tuple[ConfigResult, ...]) -> BenchReport:
 
 
 def test_report_flags_noisy_timing_and_writes_all_three_files(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
     quiet = _row("onnxruntime-fp32", 10.0, 0.1, 0.95)
     noisy = _row("openvino-int8", 4.0, 1.5, 0.93)
     failed = ConfigResult(name="tensorrt-fp32", runtime="tensorrt", precision="fp32", device="cpu", format="tensorrt", status="failed: no GPU")
@@ -192,6 +197,7 @@ def test_report_flags_noisy_timing_and_writes_all_three_files(tmp_path: Path) ->
 
 
 def test_plot_falls_back_to_image_auroc_without_masks(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
     rows = (_row("torch-fp32", 30.0, 0.2, None), _row("openvino-fp32", 10.0, 0.2, None))
     path = plot_report(_report(rows), tmp_path / "plot.png")
     assert path is not None and cv2.imread(str(path)) is not None
@@ -300,6 +306,8 @@ def test_every_working_row_has_latency_accuracy_and_memory(bench_out) -> None:
     assert onnx.map_mean_abs_diff < 1e-3, "fp32 ONNX must reproduce the torch maps on the test set"
     openvino = report.result("openvino-fp32")
     assert openvino.async_throughput is not None and openvino.async_throughput.images_per_second > 0
+    assert openvino.async_throughput.method == "openvino-async(THROUGHPUT)" and openvino.async_throughput.requests >= 1
+    assert onnx.async_throughput is None  # a runtime without an async queue gets no such column
 
 
 def test_unrunnable_configurations_are_rows_that_say_why(bench_out) -> None:
@@ -356,3 +364,77 @@ def test_int8_rows_carry_the_quantization_report(bench_out, tiny_run: Path) -> N
         assert row.map_mean_abs_diff is not None and row.map_mean_abs_diff > 0  # int8 is not bit-exact
         if not row.quantization["passed"]:  # random weights: the gate may fail; the row still measures and says so
             assert any("gate FAILED" in note for note in row.notes)
+
+
+# --------------------------------------------------------------------------- a runtime added from outside
+
+
+class PlainOnnxBackend(Backend):
+    """A real, small runtime defined outside the package: ``model.onnx`` in a default onnxruntime session, batch 1.
+
+    (ONNX's numpy reference evaluator would be the smaller engine, but it does not read the
+    opset-17 GridSample mode name "bilinear" that the exporter writes.)
+    """
+
+    name = "plain-onnx"
+    max_batch = 1
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    @classmethod
+    def open(cls, directory: Path, metadata: ArtifactMetadata, *, device: str = "cpu", **options: object) -> PlainOnnxBackend:
+        if options:
+            msg = f"the plain-onnx runtime takes no options, got {sorted(options)}"
+            raise ConfigError(msg)
+        return cls(metadata.model_file(directory, ".onnx"))  # the file metadata.json lists
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        (maps,) = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+        return maps[:, 0]
+
+
+@pytest.fixture()
+def toy_runtime():
+    """Registers the toy runtime for one test: one module (this one) plus one entry."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    entry = register_runtime(
+        RuntimeEntry(
+            name="plain-onnx", module=__name__, cls="PlainOnnxBackend", package="onnxruntime", extra="onnxruntime",
+            formats=(ModelFormat.ONNX,), devices=("cpu",),
+        )
+    )
+    yield entry
+    RUNTIMES.pop(entry.name)
+
+
+def test_a_registered_runtime_runs_through_predictor_and_the_bench(
+    toy_runtime, onnx_artifact, tiny_run: Path, normal_images_dir: Path, tmp_path: Path
+) -> None:
+    from fractalad_edge.bench.matrix import run_bench
+    from fractalad_edge.predictor import Predictor
+
+    with pytest.raises(ConfigError, match="already registered"):
+        register_runtime(toy_runtime)
+    with pytest.raises(ConfigError, match="at least one ModelFormat"):
+        dataclasses.replace(toy_runtime, name="no-format", formats=())
+    frames = [cv2.imread(str(p)) for p in sorted(normal_images_dir.glob("*.png"))[:2]]
+    with Predictor.load(onnx_artifact.path, runtime="plain-onnx") as toy, Predictor.load(onnx_artifact.path) as ort:
+        assert toy.runtime == "plain-onnx"
+        np.testing.assert_allclose(toy.raw_maps(frames), ort.raw_maps(frames), atol=1e-4)
+        assert [r.pred_label for r in toy.predict_batch(frames)] == [r.pred_label for r in ort.predict_batch(frames)]
+
+    data = _mvtec_test_set(tmp_path / "mvtec", normal_images_dir)
+    config = BenchConfig(
+        runtimes=("plain-onnx",), precisions=("fp32",), warmup=0, runs=1, rounds=1, throughput_batch=1,
+        memory=False, async_throughput=False, calib_count=_CALIB_COUNT,
+    )
+    report = run_bench(tiny_run, data, tmp_path / "bench", config, progress=lambda _: None)
+    row = report.result("plain-onnx-fp32")
+    assert row.ok, row.status
+    assert row.format == "onnx" and row.latency is not None and row.throughput is not None
+    assert 0.0 <= row.metric("pixel_auroc") <= 1.0 and report.reference == row.name

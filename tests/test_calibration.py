@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fractalad_edge.artifact import ScoreSpec
 from fractalad_edge.calibration import CalibrationConfig, ThresholdMethod, build_calibration_sets, calibrate_scores
-from fractalad_edge.calibration.thresholds import fit_thresholds
+from fractalad_edge.calibration.thresholds import fit_thresholds, method_label, parse_method_label
 from fractalad_edge.errors import CalibrationError, ConfigError
 from fractalad_edge.preprocess import image_scores, normalize_image_scores, normalize_pixel_map
 
@@ -188,3 +189,16 @@ def test_f1_threshold_sits_in_the_middle_of_the_best_gap() -> None:
     assert 2 * (flagged & (labels == 1)).sum() / (flagged.sum() + labels.sum()) == pytest.approx(f1_max(labels, scores)[0])
     # nothing below the best threshold: it stays where it is
     assert f1_threshold(np.array([1, 1, 0]), np.array([0.2, 0.3, 0.9])) == pytest.approx(0.2)
+
+
+def test_the_threshold_rule_in_metadata_reads_back_as_the_rule_that_wrote_it() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 20 + [1] * 20)
+    maps = rng.random((40, 8, 8)).astype(np.float32)
+    masks = np.zeros((40, 8, 8), dtype=bool)
+    scores = image_scores(maps, ScoreSpec()) + labels
+    for method, fpr in ((ThresholdMethod.F1, 0.01), (ThresholdMethod.FPR, 0.05)):
+        written = fit_thresholds(maps, labels, masks, scores, method=method, target_fpr=fpr).method
+        assert written == method_label(method, fpr)
+        assert parse_method_label(written) == (method, fpr)
+    assert parse_method_label("f1-real") == (ThresholdMethod.F1, 0.01)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import cv2
@@ -37,11 +38,18 @@ def test_help_lists_every_command() -> None:
         assert command in result.output
 
 
+def test_train_without_torch_is_a_one_line_error_naming_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # as on an edge install: `import torch` fails
+    assert_one_line_error(invoke("train", "--data", tmp_path, "--out", tmp_path / "run"), "fractalad-edge[train]")
+
+
 def test_train_on_a_missing_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
     assert_one_line_error(invoke("train", "--data", tmp_path / "nope", "--out", tmp_path / "run"), "nope")
 
 
 def test_train_on_an_empty_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
     (tmp_path / "empty").mkdir()
     assert_one_line_error(invoke("train", "--data", tmp_path / "empty", "--out", tmp_path / "run"), "empty")
 
@@ -111,6 +119,7 @@ def test_calibrate_rejects_an_unknown_method(tiny_run: Path, normal_images_dir: 
 
 @pytest.mark.slow
 def test_train_command_runs_a_tiny_schedule(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
     data = make_demo_dataset(tmp_path / "part", size=64, train=4, test_good=1, test_defect=1)
     result = invoke(
         "train", "--data", data, "--out", tmp_path / "run", "--steps", "2", "--batch-size", "2",

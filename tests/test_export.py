@@ -56,6 +56,8 @@ def test_check_export_request_refuses_with_what_is_accepted(format: str, precisi
 
 def test_bad_request_fails_before_any_work(tmp_path: Path) -> None:
     """The request is refused before the run directory is even read (it does not exist here)."""
+    for module in ("torch", "onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(module)
     missing_run = tmp_path / "no-such-run"
     with pytest.raises(ExportError, match="accepts fp32"):
         export_model(missing_run, format="torch", out=tmp_path / "out", options=ExportOptions(precision="int8"), progress=None)
@@ -67,6 +69,8 @@ def test_bad_request_fails_before_any_work(tmp_path: Path) -> None:
 
 
 def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    for module in ("torch", "onnx", "onnxscript"):
+        pytest.importorskip(module)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` really fail
     with pytest.raises(RuntimeNotAvailableError, match=r"fractalad-edge\[onnxruntime\]"):
         check_export_request("onnx", "fp32")

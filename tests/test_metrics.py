@@ -7,8 +7,10 @@ from bisect import bisect
 
 import numpy as np
 import pytest
-from scipy.ndimage import label as scipy_label
-from sklearn.metrics import precision_recall_curve, roc_auc_score
+# the reference implementations come with the dev extra; the base install skips this module
+scipy_label = pytest.importorskip("scipy.ndimage").label
+_sklearn_metrics = pytest.importorskip("sklearn.metrics")
+precision_recall_curve, roc_auc_score = _sklearn_metrics.precision_recall_curve, _sklearn_metrics.roc_auc_score
 
 from fractalad_edge.errors import DatasetError, InvalidInputError
 from fractalad_edge.metrics import (

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
 
 from fractalad_edge.errors import CheckpointError, ConfigError, InvalidInputError, WeightsNotFoundError
 from fractalad_edge.models import (

@@ -8,6 +8,7 @@ numpy/OpenCV/JSON, no silent wrong result. Tiny artifacts are exported once per 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import json
 import os
@@ -282,7 +283,7 @@ def test_nan_maps_are_an_invalid_output_error_not_a_normal_verdict(onnx_predicto
 
 def test_a_model_with_nan_weights_raises_instead_of_answering(tiny_run: Path, tmp_path: Path) -> None:
     safetensors = pytest.importorskip("safetensors.numpy")
-    from fractalad_edge.artifact import describe_files, replace_metadata, write_metadata
+    from fractalad_edge.artifact import describe_files, write_metadata
 
     directory = _copy(tiny_run, tmp_path)
     weights = safetensors.load_file(str(directory / "model.safetensors"))
@@ -291,7 +292,7 @@ def test_a_model_with_nan_weights_raises_instead_of_answering(tiny_run: Path, tm
             value.reshape(-1)[0] = np.nan
     safetensors.save_file(weights, str(directory / "model.safetensors"))
     metadata = read_metadata(directory, verify=False)
-    write_metadata(directory, replace_metadata(metadata, files=describe_files(directory, ["model.safetensors"])))
+    write_metadata(directory, dataclasses.replace(metadata, files=describe_files(directory, ["model.safetensors"])))
     with Predictor.load(directory) as predictor, pytest.raises(InvalidOutputError, match="NaN"):
         predictor.predict(BGR)
 

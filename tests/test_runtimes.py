@@ -85,13 +85,11 @@ def frames(normal_images_dir: Path) -> list[np.ndarray]:
 def torch_reference_maps(tiny_run: Path, frames: list[np.ndarray]) -> np.ndarray:
     """Maps straight from the torch module on the shared preprocessing: the contract's reference."""
     torch = pytest.importorskip("torch")
-    from fractalad_edge.models.fractalad import ModelConfig, build_model
+    from fractalad_edge.models.torch_format import load_model
     from fractalad_edge.preprocess import prepare_batch
-    from fractalad_edge.train.checkpoint import MODEL_FILENAME, load_model_weights
 
     metadata = read_metadata(tiny_run)
-    model = build_model(ModelConfig.from_dict(dict(metadata.model)), pretrained_teacher=False).eval()
-    load_model_weights(model, tiny_run / MODEL_FILENAME)
+    model = load_model(tiny_run, metadata)
     batch, _ = prepare_batch(frames, metadata.input, channel_order="bgr")
     with torch.no_grad():
         return model(torch.from_numpy(batch))[:, 0].numpy()

@@ -146,12 +146,12 @@ def tensorrt_qdq(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path, norma
     from fractalad_edge.artifact import read_metadata
     from fractalad_edge.calibration import CalibrationConfig, build_calibration_sets
     from fractalad_edge.export.onnx import export_onnx
-    from fractalad_edge.export.pipeline import _load_model
+    from fractalad_edge.models.torch_format import load_model
     from fractalad_edge.quantize.tensorrt import quantize_for_tensorrt
 
     folder = tmp_path_factory.mktemp("trt_qdq")
     metadata = read_metadata(tiny_run)
-    fp32 = export_onnx(_load_model(tiny_run, metadata), folder / "fp32.onnx", input_size=SIZE)
+    fp32 = export_onnx(load_model(tiny_run, metadata), folder / "fp32.onnx", input_size=SIZE)
     calibration, _ = build_calibration_sets(
         sorted(normal_images_dir.glob("*.png")), CalibrationConfig(count=8, validation_count=2, image_size=SIZE, seed=3)
     )

@@ -17,7 +17,7 @@ from fractalad_edge.data.demo import make_demo_dataset  # noqa: E402
 from fractalad_edge.errors import CheckpointError, ConfigError  # noqa: E402
 from fractalad_edge.models.fractalad import ModelConfig, build_model  # noqa: E402
 from fractalad_edge.synth.anomaly import SynthConfig  # noqa: E402
-from fractalad_edge.train.checkpoint import MODEL_FILENAME, load_model_weights  # noqa: E402
+from fractalad_edge.models.torch_format import MODEL_FILENAME, load_model_weights  # noqa: E402
 from fractalad_edge.train.config import TrainConfig, steps_for_epochs  # noqa: E402
 from fractalad_edge.train.dataset import FractalAnomalyDataset  # noqa: E402
 from fractalad_edge.train.losses import dice_loss, segmentation_loss  # noqa: E402
@@ -145,7 +145,7 @@ def test_resume_refuses_other_options_but_may_extend_the_schedule(demo_data: Pat
 
 
 def test_checkpoint_of_another_backbone_is_a_clear_error(tmp_path: Path) -> None:
-    from fractalad_edge.train.checkpoint import save_model
+    from fractalad_edge.models.torch_format import save_model
 
     lite = build_model(ModelConfig(input_size=SIZE, head_channels=8), pretrained_teacher=False)
     save_model(lite, tmp_path / MODEL_FILENAME)

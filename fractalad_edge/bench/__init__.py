@@ -1,8 +1,8 @@
 """Benchmarks: accuracy on a real test set and latency/throughput/memory per runtime x precision.
 
-``run_bench`` (in :mod:`.matrix`) is what ``fractalad-edge bench`` calls; :mod:`.accuracy`
-is the one evaluation path every runtime shares. Submodules are imported on first use,
-so ``import fractalad_edge.bench.accuracy`` does not pull in the benchmark driver.
+``run_bench`` (in :mod:`.matrix`) is what ``fractalad-edge bench`` calls; accuracy comes
+from :mod:`fractalad_edge.evaluation`, the one evaluation path every runtime shares.
+Submodules are imported on first use.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 _LAZY = {
     "BenchConfig": "fractalad_edge.bench.matrix",
     "run_bench": "fractalad_edge.bench.matrix",
-    "NATURAL_FORMAT": "fractalad_edge.bench.matrix",
     "BenchReport": "fractalad_edge.bench.report",
     "ConfigResult": "fractalad_edge.bench.report",
     "LatencyStats": "fractalad_edge.bench.latency",

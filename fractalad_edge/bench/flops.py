@@ -125,9 +125,9 @@ def count_artifact_macs(run_dir: Any) -> MacCount:
     from pathlib import Path
 
     from fractalad_edge.artifact import read_metadata
-    from fractalad_edge.models.fractalad import ModelConfig, build_model
+    from fractalad_edge.models.torch_format import build_model_for
 
     # MACs depend on the architecture only, so the weights are not loaded.
     metadata = read_metadata(Path(run_dir), verify=False)
-    model = build_model(ModelConfig.from_dict(dict(metadata.model)), pretrained_teacher=False)
+    model = build_model_for(metadata)
     return count_macs(model, metadata.input.height)

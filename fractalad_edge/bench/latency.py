@@ -202,49 +202,15 @@ def throughput_report(batch_seconds: Sequence[float], batch: int, *, method: str
     )
 
 
-def openvino_async_throughput(
-    model_xml: str,
-    inputs: Sequence[np.ndarray],
-    *,
-    precision_hint: str,
-    device: str = "CPU",
-    repeats: int = 3,
-    threads: int | None = None,
-) -> ThroughputReport:
-    """Images/s through OpenVINO's AsyncInferQueue with the THROUGHPUT hint (several streams).
-
-    This is how OpenVINO is meant to be fed when frames come from several cameras or a
-    queue: the runtime picks the number of parallel requests. Inference only (inputs are
-    already pre-processed); the best of ``repeats`` passes over ``inputs`` is reported
-    with the spread of the others.
-    """
-    import openvino as ov
-
-    core = ov.Core()
-    # The precision hint is explicit, as in the OpenVINO backend: left alone, the CPU plugin
-    # would run an fp32 model in bf16 on CPUs that have it, and the row would compare apples to pears.
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": precision_hint}
-    if threads is not None:
-        config["INFERENCE_NUM_THREADS"] = threads
-    compiled = core.compile_model(model_xml, device, config)
-    queue = ov.AsyncInferQueue(compiled, 0)  # 0: the optimal number of requests for the hint
-    for array in inputs[: len(queue)]:  # warm every request once
-        queue.start_async({0: array})
-    queue.wait_all()
-    passes = []
-    for _ in range(max(1, repeats)):
-        started = time.perf_counter()
-        for array in inputs:
-            queue.start_async({0: array})
-        queue.wait_all()
-        passes.append(time.perf_counter() - started)
-    rates = sorted(len(inputs) / seconds for seconds in passes)
+def async_throughput(rates: Sequence[float], *, frames_per_pass: int, requests: int, method: str) -> ThroughputReport:
+    """A throughput row from the images/s of several passes of ``frames_per_pass`` frames through an async queue."""
+    ordered = sorted(rates)
     return ThroughputReport(
         batch=1,
-        images_per_second=float(np.median(rates)),
-        images_per_second_p10=rates[0],
-        images_per_second_p90=rates[-1],
-        batches=len(inputs) * len(passes),
-        method="openvino-async(THROUGHPUT)",
-        requests=len(queue),
+        images_per_second=float(np.median(ordered)),
+        images_per_second_p10=ordered[0],
+        images_per_second_p90=ordered[-1],
+        batches=frames_per_pass * len(ordered),
+        method=method,
+        requests=requests,
     )

@@ -19,7 +19,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,32 +35,27 @@ from fractalad_edge.artifact import (
     read_metadata,
     sha256_file,
 )
-from fractalad_edge.bench.accuracy import TestSet, evaluate_predictor, load_test_set
 from fractalad_edge.bench.latency import (
     PredictorTimer,
+    async_throughput,
     interleaved_rounds,
     latency_report,
-    openvino_async_throughput,
     round_sizes,
     throughput_report,
 )
 from fractalad_edge.bench.memory import measure_memory
-from fractalad_edge.bench.report import BenchReport, ConfigResult, console_table, write_reports
+from fractalad_edge.bench.render_markdown import console_table
+from fractalad_edge.bench.report import BenchReport, ConfigResult, write_reports
 from fractalad_edge.bench.system import capture_environment
 from fractalad_edge.data.datasets import category_name
-from fractalad_edge.errors import ConfigError, DatasetError
-from fractalad_edge.export.formats import FORMATS, missing_modules
+from fractalad_edge.data.test_set import TestSet, load_test_set, spread_subset
+from fractalad_edge.errors import ConfigError
+from fractalad_edge.evaluation import evaluate_predictor
+from fractalad_edge.export.formats import FORMATS
+from fractalad_edge.extras import missing_modules
 from fractalad_edge.predictor import Predictor
-from fractalad_edge.preprocess import image_scores, prepare_batch
+from fractalad_edge.preprocess import decisions, prepare_batch
 from fractalad_edge.runtimes.base import RUNTIMES
-
-#: the format each runtime is benchmarked with (its own, not a foreign one it can also read)
-NATURAL_FORMAT: dict[str, ModelFormat] = {
-    "torch": ModelFormat.TORCH,
-    "onnxruntime": ModelFormat.ONNX,
-    "openvino": ModelFormat.OPENVINO,
-    "tensorrt": ModelFormat.TENSORRT,
-}
 
 MODELS_DIRNAME = "models"
 _SOURCE_SUFFIX = ".source.json"  # beside each export: which weights and options it was made from
@@ -93,7 +88,7 @@ class BenchConfig:
     #: accuracy are still measured; the row shows the gate's verdict
     allow_accuracy_drop: bool = True
     memory: bool = True  # peak RSS per configuration, each in a fresh process
-    async_throughput: bool = True  # OpenVINO AsyncInferQueue with the THROUGHPUT hint, for openvino rows
+    async_throughput: bool = True  # through the runtime's own async queue where it has one (OpenVINO: THROUGHPUT hint)
 
     def __post_init__(self) -> None:
         runtimes = tuple(self.runtimes)
@@ -167,10 +162,13 @@ class _Planned:
         return f"{self.runtime}-{self.precision.value}{suffix}"
 
     @property
+    def export_precision(self) -> Precision:
+        # a runtime with a precision option runs reduced precision on the fp32 export: one export
+        return Precision.FP32 if RUNTIMES[self.runtime].precision_option else self.precision
+
+    @property
     def export_name(self) -> str:
-        # torch reduced precision runs the fp32 weights (autocast on CPU, cast on CUDA): one export.
-        precision = Precision.FP32 if self.runtime == "torch" else self.precision
-        return f"{self.runtime}-{precision.value}"
+        return f"{self.runtime}-{self.export_precision.value}"
 
 
 def plan(config: BenchConfig) -> list[tuple[_Planned, str | None]]:
@@ -179,13 +177,18 @@ def plan(config: BenchConfig) -> list[tuple[_Planned, str | None]]:
     planned = []
     for runtime in config.runtimes:
         for precision in config.precisions:
-            item = _Planned(runtime=runtime, precision=precision, device=device, format=NATURAL_FORMAT[runtime])
+            entry = RUNTIMES[runtime]
+            item = _Planned(runtime=runtime, precision=precision, device=device, format=entry.natural_format)
             reason = None
-            if runtime == "torch" and precision is Precision.INT8:
-                reason = "the torch runtime has no int8 path; int8 is measured on openvino, onnxruntime or tensorrt"
-            elif runtime == "torch" and precision is Precision.FP16 and device == "cpu":
-                reason = "eager torch fp16 is a CUDA precision; on CPU measure bf16 (autocast)"
-            elif runtime != "torch" and precision not in FORMATS[item.format].precisions:
+            kind = device.split(":")[0]
+            if entry.precision_option is not None:
+                runs = entry.option_precisions.get(kind, ())
+                if precision not in runs:
+                    reason = (
+                        f"the {runtime} runtime has no {precision.value} path on {kind} "
+                        f"(it runs {', '.join(p.value for p in runs) or 'nothing'} there)"
+                    )
+            elif precision not in FORMATS[item.format].precisions:
                 accepted = ", ".join(p.value for p in FORMATS[item.format].precisions)
                 reason = f"the {item.format.value} format has no {precision.value} export (it has {accepted})"
             planned.append((item, reason))
@@ -197,29 +200,9 @@ def unavailable(runtime: str, device: str) -> str | None:
     entry = RUNTIMES[runtime]
     if device.split(":")[0] not in entry.devices:
         return f"runtime {runtime!r} does not run on device {device!r} (it runs on {', '.join(entry.devices)})"
-    missing = missing_modules([_RUNTIME_PACKAGE[runtime]])
-    if missing:
-        return f"{missing[0]} is not installed; install it with: pip install 'fractalad-edge[{entry.extra}]'"
+    if missing_modules([entry.package]):
+        return f"{entry.package} is not installed; install it with: {entry.install_hint()}"
     return None
-
-
-#: the package whose absence makes a runtime unavailable
-_RUNTIME_PACKAGE = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
-
-
-def _describe(predictor: Predictor) -> dict[str, str]:
-    """The backend's own description plus the thread counts it resolved to, where it can tell."""
-    described = {k: str(v) for k, v in predictor.backend.describe().items()}
-    compiled = getattr(predictor.backend, "compiled", None)  # OpenVINO: read back what the plugin chose
-    if compiled is not None:
-        for key in ("INFERENCE_NUM_THREADS", "NUM_STREAMS"):
-            try:
-                described[key.lower()] = str(compiled.get_property(key))
-            except Exception:  # noqa: BLE001, S112 - a plugin without the property
-                continue
-    if predictor.runtime == "onnxruntime" and described.get("threads") == "default":
-        described["threads"] = "default (one per physical core)"
-    return described
 
 
 def _failure(exc: BaseException, stage: str) -> str:
@@ -229,33 +212,26 @@ def _failure(exc: BaseException, stage: str) -> str:
 
 def _runtime_options(item: _Planned, threads: int | None) -> dict[str, Any]:
     """Options passed to ``Predictor.load`` for this configuration (JSON-able, for the memory probe too)."""
+    entry = RUNTIMES[item.runtime]
     options: dict[str, Any] = {}
-    if item.runtime == "torch":
-        if item.precision is not Precision.FP32:
-            options["precision"] = item.precision.value
-    elif threads is not None:
-        option = _THREAD_OPTION.get(item.runtime)
-        if option is not None:
-            options[option] = threads
+    if entry.precision_option is not None and item.precision is not item.export_precision:
+        options[entry.precision_option] = item.precision.value
+    if threads is not None and entry.thread_option is not None:
+        options[entry.thread_option] = threads
     return options
-
-
-#: the ``Predictor.load`` keyword each runtime takes for its intra-op thread count
-_THREAD_OPTION: dict[str, str] = {"onnxruntime": "threads", "openvino": "threads"}
 
 
 # ------------------------------------------------------------------------------ export
 def _source_record(run_sha: str, item: _Planned, config: BenchConfig) -> dict[str, Any]:
     """What an export was made from; an export is reused only when all of it matches."""
-    torch_format = item.runtime == "torch"
     return {
         "run_model_sha256": run_sha,
         "format": item.format.value,
-        "precision": (Precision.FP32 if torch_format else item.precision).value,
-        "device": None if torch_format else item.device,  # the torch format is the weights alone
-        "calib_data": None if torch_format or config.calib_data is None else str(config.calib_data.resolve()),
-        "calib_count": None if torch_format else config.calib_count,
-        "allow_accuracy_drop": item.precision is Precision.INT8 and config.allow_accuracy_drop,
+        "precision": item.export_precision.value,
+        "device": item.device,
+        "calib_data": None if config.calib_data is None else str(config.calib_data.resolve()),
+        "calib_count": config.calib_count,
+        "allow_accuracy_drop": item.export_precision is Precision.INT8 and config.allow_accuracy_drop,
     }
 
 
@@ -284,17 +260,15 @@ def _export(
     from fractalad_edge.export.pipeline import ExportOptions, export_model
 
     # Only what differs from the defaults is passed: a format refuses options it would ignore.
-    fields: dict[str, Any] = {}
-    if item.runtime != "torch":
-        fields["precision"] = item.precision
-        if config.calib_data is not None:
-            fields["calib_data"] = config.calib_data
-        if config.calib_count is not None:
-            fields["calib_count"] = config.calib_count
-        if item.precision is Precision.INT8 and config.allow_accuracy_drop:
-            fields["allow_accuracy_drop"] = True
-        if item.device != "cpu":
-            fields["device"] = item.device
+    fields: dict[str, Any] = {"precision": item.export_precision}
+    if config.calib_data is not None:
+        fields["calib_data"] = config.calib_data
+    if config.calib_count is not None:
+        fields["calib_count"] = config.calib_count
+    if item.export_precision is Precision.INT8 and config.allow_accuracy_drop:
+        fields["allow_accuracy_drop"] = True
+    if item.device != "cpu":
+        fields["device"] = item.device
     metadata = export_model(
         run_dir, format=item.format, out=directory, options=ExportOptions(**fields), progress=lambda m: _relay(m, progress)
     )
@@ -313,29 +287,6 @@ def _size_mb(directory: Path, metadata: ArtifactMetadata) -> float:
 
 
 # ------------------------------------------------------------------------------ driver
-def _subset(test_set: TestSet, limit: int | None) -> TestSet:
-    """An evenly spread subset (good first, then each defect type), keeping both classes."""
-    total = len(test_set.samples)
-    if limit is None or limit >= total:
-        return test_set
-    indices = sorted(set(np.linspace(0, total - 1, limit).round().astype(int).tolist()))
-    labels = [test_set.samples[i].label for i in indices]
-    if 0 not in labels or 1 not in labels:  # pragma: no cover - linspace over good-then-defects keeps both ends
-        msg = f"max_test_images={limit} leaves only one class; raise it"
-        raise DatasetError(msg)
-    return TestSet(
-        samples=[test_set.samples[i] for i in indices],
-        images=[test_set.images[i] for i in indices],
-        masks=test_set.masks[indices],
-    )
-
-
-def _decisions(maps: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
-    scores = image_scores(maps, metadata.score)
-    threshold = 0.5 if metadata.calibration is None else metadata.calibration.image_threshold
-    return scores >= threshold
-
-
 def _guarded(task: Callable[[], Any], errors: dict[str, BaseException], name: str, width: int) -> Callable[[], Any]:
     """A timing task that records its first exception and then returns NaNs, so one config cannot stop the rounds."""
 
@@ -349,16 +300,6 @@ def _guarded(task: Callable[[], Any], errors: dict[str, BaseException], name: st
             return (math.nan,) * width if width > 1 else math.nan
 
     return run
-
-
-def _apply_threads(threads: int | None, runtimes: Sequence[str]) -> list[str]:
-    notes = []
-    if threads is not None and "torch" in runtimes:
-        import torch
-
-        torch.set_num_threads(threads)
-        notes.append(f"torch.set_num_threads({threads})")
-    return notes
 
 
 def run_bench(
@@ -376,7 +317,7 @@ def run_bench(
     category = run_metadata.category or category_name(data)
     out.mkdir(parents=True, exist_ok=True)
     models_dir = out / MODELS_DIRNAME
-    env_notes = _apply_threads(config.threads, config.runtimes)
+    env_notes: list[str] = []
     macs = None
     try:
         from fractalad_edge.bench.flops import count_artifact_macs
@@ -387,7 +328,7 @@ def run_bench(
 
     progress(f"bench: reading the test set in {data}")
     full_test_set = load_test_set(data, size)
-    test_set = _subset(full_test_set, config.max_test_images)
+    test_set = spread_subset(full_test_set, config.max_test_images)
     labels = np.array([s.label for s in test_set.samples])
     frame_path = test_set.samples[0].image_path
     frame = np.ascontiguousarray(test_set.images[0][..., ::-1])  # BGR, like a camera frame
@@ -417,28 +358,33 @@ def run_bench(
             continue
         rows[item.name], predictors[item.name], maps_by_row[item.name] = row, predictor, maps
 
-    reference = next((n for n in ("torch-fp32", *predictors) if n in predictors), None)
+    # the reference: the torch format at fp32 (what every export is checked against), else the first working row
+    reference = next(
+        (n for n in predictors if items[n].format is ModelFormat.TORCH and items[n].precision is Precision.FP32),
+        next(iter(predictors), None),
+    )
     if reference is not None:
         ref_maps = maps_by_row[reference]
-        ref_decisions = _decisions(ref_maps, predictors[reference].metadata)
+        ref_metadata = predictors[reference].metadata
+        ref_decisions = decisions(ref_maps, ref_metadata.score, ref_metadata.calibration)
         for name, maps in maps_by_row.items():
             diff = np.abs(maps - ref_maps)
             rows[name] = dataclasses.replace(
                 rows[name], map_mean_abs_diff=float(diff.mean()), map_max_abs_diff=float(diff.max()),
-                decisions_agree=float(np.mean(_decisions(maps, predictors[name].metadata) == ref_decisions)),
+                decisions_agree=float(np.mean(decisions(maps, predictors[name].metadata.score, predictors[name].metadata.calibration) == ref_decisions)),
             )
 
     if predictors:
-        _time_all(predictors, rows, config, frame, batch_frames, progress)
+        rows.update(_time_all(predictors, rows, config, frame, batch_frames, progress))
         if config.async_throughput:
-            _async_throughput(predictors, rows, items, config, batch_frames, progress)
+            rows.update(_async_throughput(predictors, rows, config, batch_frames, progress))
     environment = capture_environment(notes=env_notes)
     for predictor in predictors.values():
         predictor.close()
     predictors.clear()
 
     if config.memory:
-        _measure_memory(rows, items, config, frame_path, progress)
+        rows.update(_measure_memory(rows, items, config, frame_path, progress))
 
     ref_p50 = None if reference is None or rows[reference].latency is None else rows[reference].latency.full.p50_ms
     for name, row in rows.items():
@@ -509,9 +455,9 @@ def _prepare(
     notes = list(row.notes)
     if metadata.quantization is not None and not metadata.quantization.passed:
         notes.append("int8 accuracy gate FAILED at export; kept so it can be measured (allow_accuracy_drop)")
-    if item.runtime == "torch" and item.precision is not Precision.FP32:
-        how = "bf16 autocast" if item.device == "cpu" else f"weights cast to {item.precision.value}"
-        notes.append(f"runs the fp32 torch artifact with {how}; its thresholds are the fp32 ones")
+    if item.precision is not item.export_precision:
+        option = RUNTIMES[item.runtime].precision_option
+        notes.append(f"runs the fp32 artifact at {item.precision.value} ({option}={item.precision.value!r}); its thresholds are the fp32 ones")
     row = dataclasses.replace(
         row, artifact=str(directory), reused=reused, export_seconds=None if reused else time.perf_counter() - tic,
         size_mb=_size_mb(directory, metadata), notes=tuple(notes),
@@ -522,7 +468,9 @@ def _prepare(
     with _step("load"):
         predictor = Predictor.load(directory, runtime=item.runtime, device=item.device, **_runtime_options(item, config.threads))
     try:
-        row = dataclasses.replace(row, load_seconds=time.perf_counter() - tic, backend=_describe(predictor))
+        row = dataclasses.replace(
+            row, load_seconds=time.perf_counter() - tic, backend={k: str(v) for k, v in predictor.backend.describe().items()}
+        )
         progress(f"bench: {item.name}: accuracy on {len(test_set.images)} test images")
         with _step("accuracy"):
             accuracy, maps = evaluate_predictor(predictor, test_set, category=category)
@@ -541,8 +489,8 @@ def _time_all(
     frame: np.ndarray,
     batch_frames: list[np.ndarray],
     progress: Callable[[str], None],
-) -> None:
-    """Latency (full + stages) and batch throughput, all configurations interleaved."""
+) -> dict[str, ConfigResult]:
+    """Latency (full + stages) and batch throughput, all configurations interleaved; the timed rows."""
     timers = {name: PredictorTimer(p, frame, batch_frames) for name, p in predictors.items()}
     errors: dict[str, BaseException] = {}
     progress(
@@ -559,19 +507,21 @@ def _time_all(
         {n: _guarded(t.batch, errors, n, 1) for n, t in timers.items() if n not in errors},
         runs=batches, rounds=config.rounds, warmup=min(2, config.warmup),
     )
+    timed = {}
     for name in timers:
         if name in errors:
-            rows[name] = dataclasses.replace(rows[name], status=_failure(errors[name], "timing"))
+            timed[name] = dataclasses.replace(rows[name], status=_failure(errors[name], "timing"))
             continue
-        rows[name] = dataclasses.replace(
+        timed[name] = dataclasses.replace(
             rows[name], latency=latency_report(latency[name]), throughput=throughput_report(throughput[name], config.throughput_batch)
         )
+    return timed
 
 
 def _measure_memory(
     rows: dict[str, ConfigResult], items: dict[str, _Planned], config: BenchConfig, frame_path: Path, progress: Callable[[str], None]
-) -> None:
-    """Peak RSS per working configuration, each in its own fresh process.
+) -> dict[str, ConfigResult]:
+    """Peak RSS per working configuration, each in its own fresh process; the measured rows.
 
     The probes run after all timing is done, several at once (one per usable CPU): each
     process's high-water mark is its own, so running them side by side changes no number.
@@ -582,7 +532,7 @@ def _measure_memory(
 
     names = [name for name, row in rows.items() if row.ok and row.artifact is not None]
     if not names:
-        return
+        return {}
     progress(f"bench: peak memory of {len(names)} configurations, each in a fresh process")
 
     def probe(name: str) -> tuple[str, Any]:
@@ -595,42 +545,41 @@ def _measure_memory(
         except Exception as exc:  # noqa: BLE001 - memory is one column; keep the row
             return name, exc
 
+    measured = {}
     with ThreadPoolExecutor(max_workers=max(1, min(len(names), usable_cpus()))) as pool:
         for name, result in pool.map(probe, names):
             row = rows[name]
             if isinstance(result, Exception):
-                rows[name] = dataclasses.replace(row, notes=(*row.notes, f"memory not measured: {result}"))
+                measured[name] = dataclasses.replace(row, notes=(*row.notes, f"memory not measured: {result}"))
             else:
-                rows[name] = dataclasses.replace(row, memory=result)
+                measured[name] = dataclasses.replace(row, memory=result)
+    return measured
 
 
 def _async_throughput(
     predictors: dict[str, Predictor],
     rows: dict[str, ConfigResult],
-    items: dict[str, _Planned],
     config: BenchConfig,
     batch_frames: list[np.ndarray],
     progress: Callable[[str], None],
-) -> None:
+) -> dict[str, ConfigResult]:
+    """Throughput through the runtime's own async queue (``Backend.async_queue``) on CPU rows; the measured rows."""
+    measured = {}
     for name, predictor in predictors.items():
-        row = rows[name]
-        if not row.ok or items[name].format is not ModelFormat.OPENVINO or row.device != "cpu":
+        row, backend = rows[name], predictor.backend
+        if not row.ok or backend.async_queue is None or row.device != "cpu":
             continue
-        xml = next((f.path for f in predictor.metadata.files if f.path.endswith(".xml")), None)
-        if xml is None or row.artifact is None:
-            continue
-        progress(f"bench: {name}: OpenVINO async throughput (THROUGHPUT hint)")
+        progress(f"bench: {name}: async throughput ({backend.async_queue})")
         inputs = [prepare_batch([f], predictor.metadata.input, channel_order="bgr")[0] for f in batch_frames]
-        inputs = (inputs * math.ceil(max(4 * config.throughput_batch, 16) / len(inputs)))[: max(4 * config.throughput_batch, 16)]
+        count = max(4 * config.throughput_batch, 16)
+        inputs = (inputs * math.ceil(count / len(inputs)))[:count]
         try:
-            from fractalad_edge.runtimes.openvino import PRECISION_HINTS
-
-            result = openvino_async_throughput(
-                str(Path(row.artifact) / xml), inputs, precision_hint=PRECISION_HINTS[predictor.metadata.precision], threads=config.threads
-            )
-            rows[name] = dataclasses.replace(row, async_throughput=result)
+            rates, requests = backend.async_rates(inputs)
+            result = async_throughput(rates, frames_per_pass=len(inputs), requests=requests, method=backend.async_queue)
+            measured[name] = dataclasses.replace(row, async_throughput=result)
         except Exception as exc:  # noqa: BLE001 - an optional column
-            rows[name] = dataclasses.replace(row, notes=(*row.notes, f"async throughput not measured: {exc}"))
+            measured[name] = dataclasses.replace(row, notes=(*row.notes, f"async throughput not measured: {exc}"))
+    return measured
 
 
-__all__ = ["NATURAL_FORMAT", "BenchConfig", "plan", "run_bench"]
+__all__ = ["BenchConfig", "plan", "run_bench"]

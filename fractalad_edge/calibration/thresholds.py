@@ -31,13 +31,25 @@ class ThresholdMethod(str, Enum):
     FPR = "fpr"
 
 
+DEFAULT_TARGET_FPR = 0.01  # the false-alarm rate ThresholdMethod.FPR aims at unless told otherwise
+
+
+def method_label(method: ThresholdMethod, target_fpr: float) -> str:
+    """The rule as metadata records it (``calibration.method``): ``f1`` or ``fpr@<rate>``."""
+    return method.value if method is ThresholdMethod.F1 else f"fpr@{target_fpr:g}"
+
+
+def parse_method_label(label: str) -> tuple[ThresholdMethod, float]:
+    """The rule a ``calibration.method`` label names (the inverse of :func:`method_label`).
+
+    Labels of other fitting paths (e.g. ``f1-real``) read as the F1 rule.
+    """
+    if label.startswith("fpr@"):
+        return ThresholdMethod.FPR, float(label.removeprefix("fpr@"))
+    return ThresholdMethod.F1, DEFAULT_TARGET_FPR
+
+
 MAX_PIXELS = 2_000_000  # pixel F1 on a deterministic subsample keeps calibration to seconds
-
-
-def maps_for(predictor: Predictor, images: Sequence[np.ndarray], *, batch_size: int = 8) -> np.ndarray:
-    """Raw maps for RGB images, in batches so memory stays flat on small devices."""
-    chunks = [predictor.raw_maps(list(images[i : i + batch_size]), channel_order="rgb") for i in range(0, len(images), batch_size)]
-    return np.concatenate(chunks)
 
 
 def f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -65,7 +77,7 @@ def fit_thresholds(
     scores: np.ndarray,
     *,
     method: ThresholdMethod = ThresholdMethod.F1,
-    target_fpr: float = 0.01,
+    target_fpr: float = DEFAULT_TARGET_FPR,
     source: str = "synthetic",
     seed: int | None = None,
 ) -> ScoreCalibration:
@@ -104,7 +116,7 @@ def fit_thresholds(
         pixel_threshold=float(pixel_threshold),
         pixel_min=pixel_min,
         pixel_max=max(pixel_max, pixel_min + 1e-6),
-        method=method.value if method is ThresholdMethod.F1 else f"fpr@{target_fpr:g}",
+        method=method_label(method, target_fpr),
         source=source,
         num_normal=int((~labels).sum()),
         num_anomalous=int(labels.sum()),
@@ -119,11 +131,11 @@ def calibrate_scores(
     masks: np.ndarray,
     *,
     method: ThresholdMethod = ThresholdMethod.F1,
-    target_fpr: float = 0.01,
+    target_fpr: float = DEFAULT_TARGET_FPR,
     source: str = "synthetic",
     seed: int | None = None,
 ) -> ScoreCalibration:
     """Run the predictor's own runtime on RGB ``images`` and fit thresholds to its outputs."""
-    maps = maps_for(predictor, images)
+    maps = predictor.raw_maps(images, channel_order="rgb")
     scores = image_scores(maps, predictor.metadata.score)
     return fit_thresholds(maps, labels, masks, scores, method=method, target_fpr=target_fpr, source=source, seed=seed)

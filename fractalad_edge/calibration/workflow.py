@@ -15,7 +15,7 @@ import numpy as np
 
 from fractalad_edge.artifact import ScoreCalibration, read_metadata, write_metadata
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
-from fractalad_edge.calibration.thresholds import ThresholdMethod, calibrate_scores, fit_thresholds, maps_for
+from fractalad_edge.calibration.thresholds import DEFAULT_TARGET_FPR, ThresholdMethod, calibrate_scores, fit_thresholds
 from fractalad_edge.data.datasets import find_training_images
 from fractalad_edge.errors import ConfigError
 from fractalad_edge.preprocess import image_scores
@@ -45,12 +45,12 @@ def recalibrate(
     normal: str | Path,
     defects: str | Path | None = None,
     method: str = "f1",
-    target_fpr: float = 0.01,
+    target_fpr: float = DEFAULT_TARGET_FPR,
     count: int = 64,
     seed: int = 2026,
     runtime: str | None = None,
 ) -> RecalibrationResult:
-    from fractalad_edge.bench.accuracy import load_test_set
+    from fractalad_edge.data.test_set import load_test_set
     from fractalad_edge.predictor import Predictor
 
     try:
@@ -70,7 +70,7 @@ def recalibrate(
     real = None
     if defects is not None:
         test_set = load_test_set(defects, metadata.input.height)
-        maps = maps_for(predictor, test_set.images)
+        maps = predictor.raw_maps(test_set.images, channel_order="rgb")
         labels = np.array([s.label for s in test_set.samples])
         real = fit_thresholds(
             maps, labels, test_set.masks, image_scores(maps, metadata.score),

@@ -11,7 +11,6 @@ ultralytics habit, without its boolean-flag dispatch).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,24 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from fractalad_edge.artifact import EngineInfo, InputSpec, ModelFormat, Precision
 from fractalad_edge.errors import ExportError, RuntimeNotAvailableError
+from fractalad_edge.extras import MODULE_EXTRAS, install_hint, missing_modules, require_modules
 
 if TYPE_CHECKING:
     from fractalad_edge.calibration.dataset import CalibrationSet
     from fractalad_edge.runtimes.base import Backend
-
-#: The pip extra that brings each third-party module an export needs.
-MODULE_EXTRAS: Mapping[str, str] = MappingProxyType(
-    {
-        "torch": "train",
-        "safetensors": "train",
-        "onnx": "export",
-        "onnxscript": "export",
-        "onnxruntime": "onnxruntime",
-        "openvino": "openvino",
-        "nncf": "openvino",
-        "tensorrt": "tensorrt",
-    }
-)
 
 #: Options every non-torch format reads: the calibration set (thresholds are refitted with
 #: the exported runtime) and the parity check against the torch model.
@@ -99,8 +85,6 @@ class FormatSpec:
     requires_any: tuple[str, ...] = ()  # at least one of these (e.g. a runtime to check the result with)
     default_device: str = "cpu"  # where the export checks and calibrates the exported model
     writer: str  # "module:function" taking an ExportJob, returning an ExportedModel; imported when used
-    files: tuple[str, ...]  # what the artifact directory can hold besides metadata.json
-    description: str
 
     def modules_for(self, precision: Precision) -> tuple[str, ...]:
         return self.requires + tuple(self.precision_requires.get(precision, ()))
@@ -120,9 +104,7 @@ FORMATS: Mapping[ModelFormat, FormatSpec] = MappingProxyType(
                 options=_CALIBRATION_OPTIONS + ("device",),
                 runtime="torch",
                 requires=("torch", "safetensors"),
-                writer="fractalad_edge.export.pipeline:write_torch_artifact",
-                files=("model.safetensors",),
-                description="the training run's weights, copied without optimizer state (reference format)",
+                writer="fractalad_edge.export.torch:write_torch_artifact",
             ),
             FormatSpec(
                 format=ModelFormat.ONNX,
@@ -131,8 +113,6 @@ FORMATS: Mapping[ModelFormat, FormatSpec] = MappingProxyType(
                 runtime="onnxruntime",
                 requires=("torch", "onnx", "onnxscript", "onnxruntime"),
                 writer="fractalad_edge.export.onnx:write_onnx_artifact",
-                files=("model.onnx",),
-                description="static 1x3xSxS ONNX graph (opset >= 16), weights inside the file; int8 as QDQ",
             ),
             FormatSpec(
                 format=ModelFormat.OPENVINO,
@@ -142,8 +122,6 @@ FORMATS: Mapping[ModelFormat, FormatSpec] = MappingProxyType(
                 requires=("torch", "onnx", "onnxscript", "openvino"),
                 precision_requires={Precision.INT8: ("nncf",)},
                 writer="fractalad_edge.export.openvino:write_openvino_artifact",
-                files=("model.xml", "model.bin"),
-                description="OpenVINO IR converted from the ONNX graph; fp16 stores fp16 weights, int8 via NNCF",
             ),
             FormatSpec(
                 format=ModelFormat.TENSORRT,
@@ -157,11 +135,6 @@ FORMATS: Mapping[ModelFormat, FormatSpec] = MappingProxyType(
                 requires_any=("tensorrt", "onnxruntime"),
                 default_device="cuda",
                 writer="fractalad_edge.export.tensorrt:write_tensorrt_artifact",
-                files=("model.onnx", "model.engine"),
-                description=(
-                    "a plain serialized TensorRT engine (trtexec can load it) plus the ONNX it was built from; "
-                    "exported where TensorRT is missing, only the ONNX is written and the engine is built at first load"
-                ),
             ),
         )
     }
@@ -182,31 +155,6 @@ def parse_precision(value: str | Precision) -> Precision:
     except ValueError:
         msg = f"unknown precision {value!r}; choose one of {', '.join(p.value for p in Precision)}"
         raise ExportError(msg) from None
-
-
-def missing_modules(modules: Collection[str]) -> list[str]:
-    """Modules that cannot be imported here (a module set to None in sys.modules counts as missing)."""
-    missing = []
-    for name in modules:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            missing.append(name)
-    return missing
-
-
-def require_modules(modules: Collection[str], *, what: str) -> None:
-    """Raise RuntimeNotAvailableError naming the pip extras of the missing modules."""
-    missing = missing_modules(modules)
-    if missing:
-        extras = sorted({MODULE_EXTRAS.get(name, name) for name in missing})
-        msg = (
-            f"{what} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed; "
-            f"install with: pip install 'fractalad-edge[{','.join(extras)}]'"
-        )
-        raise RuntimeNotAvailableError(msg)
 
 
 def check_export_request(
@@ -246,7 +194,7 @@ def check_export_request(
         extras = sorted({MODULE_EXTRAS.get(name, name) for name in spec.requires_any})
         msg = (
             f"{what} needs one of {', '.join(spec.requires_any)} to check the exported model, and none is installed; "
-            f"install one: {' or '.join(f'pip install fractalad-edge[{e}]' for e in extras)}"
+            f"install one: {' or '.join(install_hint(e) for e in extras)}"
         )
         raise RuntimeNotAvailableError(msg)
     return spec

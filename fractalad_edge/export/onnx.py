@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fractalad_edge.artifact import Precision
+from fractalad_edge.artifact import ONNX_FILENAME, Precision
 from fractalad_edge.errors import ExportError
 from fractalad_edge.export.formats import ExportedModel, ExportJob
 
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     import onnx
     import torch
 
-ONNX_FILENAME = "model.onnx"
 INPUT_NAME = "image"
 OUTPUT_NAME = "anomaly_map"
 MIN_OPSET = 16  # GridSample
@@ -174,23 +173,13 @@ def check_onnx(proto: onnx.ModelProto) -> None:
         raise ExportError(msg)
 
 
-def onnx_opset(path: str | Path) -> int:
-    """The default-domain opset an ONNX file was written with."""
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-
-
 __all__ = [
     "INPUT_NAME",
     "MAX_OPSET",
     "MIN_OPSET",
-    "ONNX_FILENAME",
     "OUTPUT_NAME",
     "check_onnx",
     "export_onnx",
     "fold_constants",
-    "onnx_opset",
     "write_onnx_artifact",
 ]

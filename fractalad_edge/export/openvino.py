@@ -18,13 +18,10 @@ Precisions:
 
 from __future__ import annotations
 
-from fractalad_edge.artifact import Precision
+from fractalad_edge.artifact import IR_FILENAME, IR_WEIGHTS_FILENAME, ONNX_FILENAME, Precision
 from fractalad_edge.export.formats import ExportedModel, ExportJob
 from fractalad_edge.export.onnx import export_onnx
-from fractalad_edge.runtimes.base import require
-
-IR_FILENAME = "model.xml"
-WEIGHTS_FILENAME = "model.bin"
+from fractalad_edge.extras import require
 
 
 def write_openvino_artifact(job: ExportJob) -> ExportedModel:
@@ -32,7 +29,7 @@ def write_openvino_artifact(job: ExportJob) -> ExportedModel:
     ov = require("openvino", "openvino")
     from fractalad_edge.runtimes.openvino import OpenVINOBackend
 
-    onnx_path = export_onnx(job.model, job.scratch / "model.onnx", input_size=job.input_spec.height, opset=job.opset)
+    onnx_path = export_onnx(job.model, job.scratch / ONNX_FILENAME, input_size=job.input_spec.height, opset=job.opset)
     model = ov.convert_model(str(onnx_path))
     quantization = None
     float_layers: tuple[str, ...] = ()
@@ -49,7 +46,7 @@ def write_openvino_artifact(job: ExportJob) -> ExportedModel:
     xml = job.directory / IR_FILENAME
     ov.save_model(model, str(xml), compress_to_fp16=job.precision is Precision.FP16)
     return ExportedModel(
-        files=(IR_FILENAME, WEIGHTS_FILENAME),
+        files=(IR_FILENAME, IR_WEIGHTS_FILENAME),
         open_backend=lambda: OpenVINOBackend(xml, precision=job.precision, device=job.device),
         checked_with=f"openvino {job.device}",
         checked_precision=job.precision,
@@ -58,4 +55,4 @@ def write_openvino_artifact(job: ExportJob) -> ExportedModel:
     )
 
 
-__all__ = ["IR_FILENAME", "WEIGHTS_FILENAME", "write_openvino_artifact"]
+__all__ = ["write_openvino_artifact"]

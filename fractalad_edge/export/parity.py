@@ -28,7 +28,7 @@ import numpy as np
 
 from fractalad_edge.artifact import ParityReport, Precision
 from fractalad_edge.errors import ParityError
-from fractalad_edge.preprocess import image_scores, normalize_image_scores
+from fractalad_edge.preprocess import decisions
 
 if TYPE_CHECKING:
     from fractalad_edge.predictor import Predictor
@@ -49,14 +49,6 @@ def tolerance_for(precision: Precision, fp32_tolerance: float) -> float:
     return max(fp32_tolerance, REDUCED_PRECISION_TOLERANCE[precision])
 
 
-def decisions(predictor: Predictor, maps: np.ndarray) -> np.ndarray:
-    """Anomalous/normal per map with the predictor's own calibration (0.5 when uncalibrated)."""
-    raw = image_scores(maps, predictor.metadata.score)
-    calibration = predictor.metadata.calibration
-    scores = np.clip(raw, 0.0, 1.0) if calibration is None else normalize_image_scores(raw, calibration)
-    return scores >= 0.5
-
-
 def compare_maps(
     reference: Predictor,
     candidate: Predictor,
@@ -73,13 +65,14 @@ def compare_maps(
     if len(images_rgb) == 0:
         msg = "parity needs at least one image"
         raise ParityError(msg)
-    expected = reference.raw_maps(list(images_rgb), channel_order="rgb")
-    actual = candidate.raw_maps(list(images_rgb), channel_order="rgb")
+    expected = reference.raw_maps(list(images_rgb), channel_order="rgb", batch_size=None)  # one batch each
+    actual = candidate.raw_maps(list(images_rgb), channel_order="rgb", batch_size=None)
     diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
     finite = bool(np.isfinite(actual).all())
     max_abs = float(diff.max()) if finite else float("inf")
     mean_abs = float(diff.mean()) if finite else float("inf")
-    agree = float(np.mean(decisions(candidate, expected) == decisions(candidate, actual)))
+    score, calibration = candidate.metadata.score, candidate.metadata.calibration
+    agree = float(np.mean(decisions(expected, score, calibration) == decisions(actual, score, calibration)))
     return ParityReport(
         reference=reference_name,
         num_images=len(images_rgb),
@@ -123,7 +116,6 @@ __all__ = [
     "RECORDED_ONLY",
     "REDUCED_PRECISION_TOLERANCE",
     "compare_maps",
-    "decisions",
     "enforce_parity",
     "format_parity",
     "tolerance_for",

@@ -27,7 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fractalad_edge.artifact import (
+    CHECKPOINT_FILENAME,
+    CHECKPOINT_STATE,
     METADATA_FILENAME,
+    RUN_CONFIG_FILENAME,
     ArtifactMetadata,
     ModelFormat,
     Precision,
@@ -38,7 +41,7 @@ from fractalad_edge.artifact import (
     write_metadata,
 )
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
-from fractalad_edge.calibration.thresholds import ThresholdMethod, calibrate_scores
+from fractalad_edge.calibration.thresholds import ThresholdMethod, calibrate_scores, parse_method_label
 from fractalad_edge.errors import CalibrationError, ConfigError, ExportError, FractalADError, OutputExistsError
 from fractalad_edge.export.formats import (
     INT8_WEIGHT_RANGES,
@@ -52,8 +55,6 @@ from fractalad_edge.export.formats import (
 from fractalad_edge.export.onnx import MAX_OPSET, MIN_OPSET
 from fractalad_edge.export.parity import RECORDED_ONLY, compare_maps, enforce_parity, format_parity, tolerance_for
 from fractalad_edge.outputs import StagedOutput, check_output_folder, folder_is_empty
-
-RUN_CONFIG_FILENAME = "config.json"  # written by train(); its "data" is the training folder
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,7 +170,9 @@ def export_model(
         f"export {run_dir} -> {out}: {spec.format.value} {options.precision.value}; "
         f"{len(calibration)} calibration + {len(validation)} validation synthetic images from {len(paths)} normals"
     )
-    model = _load_model(run_dir, run_metadata)
+    from fractalad_edge.models.torch_format import load_model  # torch is imported when an export runs
+
+    model = load_model(run_dir, run_metadata)
     with StagedOutput(out) as staged:
         job = ExportJob(
             model=model,
@@ -193,20 +196,6 @@ def export_model(
     say(f"wrote {out} ({', '.join(f.path for f in metadata.files)}, {METADATA_FILENAME})")
     say(f"next: fractalad-edge predict {out} images/*.png --out preds/")
     return metadata
-
-
-def write_torch_artifact(job: ExportJob) -> ExportedModel:
-    """The ``torch`` format's writer: the weights alone, no optimizer state or logs."""
-    from fractalad_edge.runtimes.torch import TorchBackend
-    from fractalad_edge.train.checkpoint import MODEL_FILENAME, save_model
-
-    save_model(job.model, job.directory / MODEL_FILENAME)
-    return ExportedModel(
-        files=(MODEL_FILENAME,),
-        open_backend=lambda: TorchBackend(job.model, device=job.device),
-        checked_with=f"torch {job.device}",
-        checked_precision=Precision.FP32,
-    )
 
 
 # ----------------------------------------------------------------------------- steps
@@ -297,10 +286,7 @@ def _validation_count(options: ExportOptions) -> int:
 
 def _threshold_method(run_metadata: ArtifactMetadata) -> tuple[ThresholdMethod, float]:
     """Keep the run's thresholding rule (F1 on synthetic anomalies, or a target false-alarm rate)."""
-    method = run_metadata.calibration.method if run_metadata.calibration is not None else ThresholdMethod.F1.value
-    if method.startswith("fpr@"):
-        return ThresholdMethod.FPR, float(method.removeprefix("fpr@"))
-    return ThresholdMethod.F1, 0.01
+    return parse_method_label(run_metadata.calibration.method if run_metadata.calibration is not None else "")
 
 
 def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[Path], bool]:
@@ -326,19 +312,8 @@ def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[P
     return find_training_images(folder), bool(synth.get("object_placement", False))
 
 
-def _load_model(run_dir: Path, metadata: ArtifactMetadata):  # noqa: ANN202 - FractalAD; torch is imported lazily
-    from fractalad_edge.models.fractalad import ModelConfig, build_model
-    from fractalad_edge.train.checkpoint import MODEL_FILENAME, load_model_weights
-
-    model = build_model(ModelConfig.from_dict(dict(metadata.model)), pretrained_teacher=False)
-    load_model_weights(model, run_dir / MODEL_FILENAME)
-    return model.eval()
-
-
 def _check_destination(out: Path, run_dir: Path, format: ModelFormat, *, force: bool) -> tuple[str, ...]:  # noqa: A002
     """Refuse, before any work, every ``out`` whose files export did not write; the files a forced export replaces."""
-    from fractalad_edge.train.checkpoint import CHECKPOINT_FILENAME, CHECKPOINT_STATE
-
     check_output_folder(out)
     if out.exists() and out.resolve() == run_dir.resolve():
         msg = f"--out {out} is the training run itself; choose another folder (e.g. {run_dir}-{format.value})"
@@ -379,4 +354,4 @@ def _check_device(spec: FormatSpec, device: str) -> None:
         raise ExportError(msg)
 
 
-__all__ = ["ExportOptions", "export_model", "write_torch_artifact"]
+__all__ = ["ExportOptions", "export_model"]

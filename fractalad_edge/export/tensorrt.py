@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fractalad_edge.artifact import Precision
+from fractalad_edge.artifact import ENGINE_FILENAME, ONNX_FILENAME, Precision
 from fractalad_edge.export.formats import ExportedModel, ExportJob, missing_modules
-from fractalad_edge.export.onnx import ONNX_FILENAME, export_onnx
+from fractalad_edge.export.onnx import export_onnx
 
 
 def write_tensorrt_artifact(job: ExportJob) -> ExportedModel:
@@ -66,7 +66,7 @@ def _write_engine(
 ) -> ExportedModel:
     from fractalad_edge.export.tensorrt_engine import build_serialized_engine
     from fractalad_edge.quantize import in_teacher_stem
-    from fractalad_edge.runtimes.tensorrt import ENGINE_FILENAME, TensorRTBackend, cuda_device_index
+    from fractalad_edge.runtimes.tensorrt import TensorRTBackend, cuda_device_index
     from fractalad_edge.runtimes.tensorrt_compat import current_engine_info
 
     height = job.input_spec.height

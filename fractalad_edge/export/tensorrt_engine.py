@@ -21,7 +21,7 @@ from typing import Any
 from fractalad_edge.artifact import Precision
 from fractalad_edge.errors import ExportError
 from fractalad_edge.export.tensorrt_policy import BuildPlan, plan_build
-from fractalad_edge.runtimes.base import require
+from fractalad_edge.extras import require
 
 DEFAULT_WORKSPACE_BYTES = 1 << 30  # 1 GiB: enough for this model's tactics, fits a Jetson Orin Nano
 

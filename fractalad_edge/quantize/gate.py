@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_BATCH = 8  # validation images per inference call: flat memory on small devices
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,8 +57,7 @@ class AccuracyComparison:
 
 
 def _maps(predictor: Predictor, images: Sequence[np.ndarray]) -> np.ndarray:
-    chunks = [predictor.raw_maps(list(images[i : i + _BATCH]), channel_order="rgb") for i in range(0, len(images), _BATCH)]
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    return predictor.raw_maps(images, channel_order="rgb").astype(np.float32, copy=False)
 
 
 def compare_on_validation(

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from fractalad_edge.artifact import InputSpec
 from fractalad_edge.errors import CalibrationError, ConfigError, QuantizationError
+from fractalad_edge.extras import require
 from fractalad_edge.quantize import (
     DEFAULT_KEEP_FLOAT,
     TEACHER_SCOPE,
@@ -41,7 +42,6 @@ from fractalad_edge.quantize import (
     in_teacher_stem,
     model_input,
 )
-from fractalad_edge.runtimes.base import require
 
 if TYPE_CHECKING:
     import onnx

@@ -29,6 +29,7 @@ import numpy as np
 
 from fractalad_edge.artifact import InputSpec
 from fractalad_edge.errors import CalibrationError, ConfigError, QuantizationError
+from fractalad_edge.extras import require
 from fractalad_edge.quantize import (
     DEFAULT_KEEP_FLOAT,
     TEACHER_SCOPE,
@@ -38,7 +39,6 @@ from fractalad_edge.quantize import (
     mask_at,
     model_input,
 )
-from fractalad_edge.runtimes.base import require
 
 if TYPE_CHECKING:
     import openvino as ov

@@ -36,8 +36,8 @@ import numpy as np
 
 from fractalad_edge.artifact import InputSpec
 from fractalad_edge.errors import QuantizationError
+from fractalad_edge.extras import require
 from fractalad_edge.quantize import DEFAULT_KEEP_FLOAT, FloatRegion
-from fractalad_edge.runtimes.base import require
 
 if TYPE_CHECKING:
     import onnx

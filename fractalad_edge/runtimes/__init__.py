@@ -4,6 +4,6 @@ Each backend module is imported only when its runtime is chosen (see ``RUNTIMES`
 device running OpenVINO or onnxruntime never imports torch or TensorRT.
 """
 
-from fractalad_edge.runtimes.base import RUNTIMES, Backend, RuntimeEntry, get_runtime_entry, load_backend
+from fractalad_edge.runtimes.base import RUNTIMES, Backend, RuntimeEntry, get_runtime_entry, load_backend, register_runtime
 
-__all__ = ["RUNTIMES", "Backend", "RuntimeEntry", "get_runtime_entry", "load_backend"]
+__all__ = ["RUNTIMES", "Backend", "RuntimeEntry", "get_runtime_entry", "load_backend", "register_runtime"]

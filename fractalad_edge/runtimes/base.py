@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from fractalad_edge.artifact import ArtifactMetadata, ModelFormat
+from fractalad_edge.artifact import ArtifactMetadata, ModelFormat, Precision
 from fractalad_edge.errors import ConfigError, RuntimeMismatchError, RuntimeNotAvailableError
+from fractalad_edge.extras import install_hint
 
 
 class Backend(ABC):
@@ -25,6 +27,13 @@ class Backend(ABC):
     name: ClassVar[str]
     #: largest batch one call accepts; None = any (static engines take 1 and are looped)
     max_batch: int | None = None
+    #: the runtime's own asynchronous queue, named for reports (None: it has none; see ``async_rates``)
+    async_queue: ClassVar[str | None] = None
+
+    @classmethod
+    @abstractmethod
+    def open(cls, directory: Path, metadata: ArtifactMetadata, *, device: str = "cpu", **options: Any) -> Backend:
+        """Open an artifact directory; unknown ``options`` are refused with a message naming the accepted ones."""
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -37,38 +46,91 @@ class Backend(ABC):
         """Device and settings, for benchmark reports."""
         return {"runtime": self.name}
 
+    def async_rates(self, inputs: Sequence[np.ndarray], *, repeats: int = 3) -> tuple[list[float], int]:
+        """Images/s of each of ``repeats`` passes of pre-processed (1, 3, H, W) ``inputs`` through
+        ``async_queue``, and how many requests it kept in flight. Only where ``async_queue`` is set."""
+        msg = f"the {self.name} runtime has no asynchronous queue to measure"
+        raise RuntimeMismatchError(msg)
+
 
 @dataclass(frozen=True, kw_only=True)
 class RuntimeEntry:
+    """Everything the rest of the package knows about one runtime: adding a runtime is a module plus one entry."""
+
     name: str
     module: str  # imported only when this runtime is chosen
-    cls: str
+    cls: str  # the Backend subclass in ``module``; its ``open`` loads an artifact
+    package: str  # the third-party module without which the runtime cannot run
     extra: str  # pip extra that installs what it needs
-    formats: tuple[ModelFormat, ...]  # artifact formats it can run
+    formats: tuple[ModelFormat, ...]  # artifact formats it can run; the first is its own (the one the bench exports to)
     devices: tuple[str, ...]
+    thread_option: str | None = None  # the ``open`` option that caps intra-op threads
+    #: the ``open`` option that runs an fp32 artifact at a reduced precision (None: the precision is the export's)
+    precision_option: str | None = None
+    #: with ``precision_option``: the precisions it runs per device kind
+    option_precisions: Mapping[str, tuple[Precision, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for what in ("name", "module", "cls", "package", "extra"):
+            if not isinstance(getattr(self, what), str) or not getattr(self, what):
+                msg = f"RuntimeEntry.{what} must be a non-empty string, got {getattr(self, what)!r}"
+                raise ConfigError(msg)
+        if not self.formats or not all(isinstance(f, ModelFormat) for f in self.formats):
+            msg = f"runtime {self.name!r}: formats must list at least one ModelFormat (its own first), got {self.formats!r}"
+            raise ConfigError(msg)
+        if not self.devices:
+            msg = f"runtime {self.name!r}: devices must list at least one device kind (e.g. 'cpu')"
+            raise ConfigError(msg)
+        if self.option_precisions and self.precision_option is None:
+            msg = f"runtime {self.name!r}: option_precisions needs the precision_option that selects them"
+            raise ConfigError(msg)
+
+    @property
+    def natural_format(self) -> ModelFormat:
+        return self.formats[0]
+
+    def install_hint(self) -> str:
+        return install_hint(self.extra)
 
 
 RUNTIMES: dict[str, RuntimeEntry] = {
     entry.name: entry
     for entry in (
         RuntimeEntry(
-            name="torch", module="fractalad_edge.runtimes.torch", cls="TorchBackend", extra="train",
-            formats=(ModelFormat.TORCH,), devices=("cpu", "cuda"),
+            name="torch", module="fractalad_edge.runtimes.torch", cls="TorchBackend", package="torch", extra="train",
+            formats=(ModelFormat.TORCH,), devices=("cpu", "cuda"), thread_option="threads",
+            # reduced precision runs the fp32 weights: bf16 autocast on CPU, weights cast on CUDA
+            precision_option="precision",
+            option_precisions={
+                "cpu": (Precision.FP32, Precision.BF16),
+                "cuda": (Precision.FP32, Precision.FP16, Precision.BF16),
+            },
         ),
         RuntimeEntry(
-            name="onnxruntime", module="fractalad_edge.runtimes.onnxruntime", cls="OnnxRuntimeBackend", extra="onnxruntime",
-            formats=(ModelFormat.ONNX,), devices=("cpu", "cuda", "tensorrt"),
+            name="onnxruntime", module="fractalad_edge.runtimes.onnxruntime", cls="OnnxRuntimeBackend",
+            package="onnxruntime", extra="onnxruntime",
+            formats=(ModelFormat.ONNX,), devices=("cpu", "cuda", "tensorrt"), thread_option="threads",
         ),
         RuntimeEntry(
-            name="openvino", module="fractalad_edge.runtimes.openvino", cls="OpenVINOBackend", extra="openvino",
-            formats=(ModelFormat.OPENVINO, ModelFormat.ONNX), devices=("cpu", "gpu", "npu", "auto"),
+            name="openvino", module="fractalad_edge.runtimes.openvino", cls="OpenVINOBackend", package="openvino",
+            extra="openvino", formats=(ModelFormat.OPENVINO, ModelFormat.ONNX), devices=("cpu", "gpu", "npu", "auto"),
+            thread_option="threads",
         ),
         RuntimeEntry(
-            name="tensorrt", module="fractalad_edge.runtimes.tensorrt", cls="TensorRTBackend", extra="tensorrt",
-            formats=(ModelFormat.TENSORRT,), devices=("cuda",),
+            name="tensorrt", module="fractalad_edge.runtimes.tensorrt", cls="TensorRTBackend", package="tensorrt",
+            extra="tensorrt", formats=(ModelFormat.TENSORRT,), devices=("cuda",),
         ),
     )
 }
+
+
+def register_runtime(entry: RuntimeEntry) -> RuntimeEntry:
+    """Add a runtime to ``RUNTIMES``; a name that is taken is refused."""
+    if entry.name in RUNTIMES:
+        msg = f"a runtime named {entry.name!r} is already registered ({RUNTIMES[entry.name].module}); choose another name"
+        raise ConfigError(msg)
+    RUNTIMES[entry.name] = entry
+    return entry
 
 
 def get_runtime_entry(name: str) -> RuntimeEntry:
@@ -98,16 +160,9 @@ def load_backend(
     except ImportError as exc:
         msg = (
             f"runtime {entry.name!r} needs a package that is not installed ({exc.name or exc}); "
-            f"install it with: pip install 'fractalad-edge[{entry.extra}]'"
+            f"install it with: {entry.install_hint()}"
         )
         raise RuntimeNotAvailableError(msg) from None
     return getattr(module, entry.cls).open(directory, metadata, device=device, **options)
 
 
-def require(module_name: str, extra: str) -> Any:
-    """Import a runtime's third-party package with an error that names the extra."""
-    try:
-        return importlib.import_module(module_name)
-    except ImportError:
-        msg = f"{module_name} is not installed; install it with: pip install 'fractalad-edge[{extra}]'"
-        raise RuntimeNotAvailableError(msg) from None

@@ -14,7 +14,8 @@ import numpy as np
 
 from fractalad_edge.artifact import ArtifactMetadata, Precision
 from fractalad_edge.errors import ConfigError, PredictorClosedError, RuntimeMismatchError
-from fractalad_edge.runtimes.base import Backend, require
+from fractalad_edge.extras import require
+from fractalad_edge.runtimes.base import Backend
 
 
 #: device name -> execution providers, in priority order (CPU always last as the fallback
@@ -102,6 +103,6 @@ class OnnxRuntimeBackend(Backend):
             "runtime": self.name,
             "device": self.device,
             "providers": ",".join(self.session.get_providers()) if self.session is not None else "",
-            "threads": "default" if self.threads is None else str(self.threads),
+            "threads": "default (one per physical core)" if self.threads is None else str(self.threads),
             "onnxruntime": self.version,
         }

@@ -34,12 +34,10 @@ import numpy as np
 from fractalad_edge.artifact import ArtifactMetadata, EngineInfo
 from fractalad_edge.errors import ConfigError, EngineMismatchError, PredictorClosedError, RuntimeMismatchError
 from fractalad_edge.export.tensorrt_engine import DEFAULT_WORKSPACE_BYTES, TensorRTLogger, build_serialized_engine
-from fractalad_edge.runtimes.base import Backend, require
+from fractalad_edge.extras import require
+from fractalad_edge.runtimes.base import Backend
 from fractalad_edge.runtimes.cuda_memory import cuda_memory
 from fractalad_edge.runtimes.tensorrt_compat import check_engine_compatible, current_engine_info, engine_cache_name
-
-ENGINE_FILENAME = "model.engine"
-
 
 def cuda_device_index(device: str) -> int:
     kind, _, index = device.lower().partition(":")

@@ -15,7 +15,7 @@ import re
 
 from fractalad_edge.artifact import EngineInfo, Precision
 from fractalad_edge.errors import EngineMismatchError
-from fractalad_edge.runtimes.base import require
+from fractalad_edge.extras import require
 
 _GIB = 1 << 30
 

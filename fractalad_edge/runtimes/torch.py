@@ -10,7 +10,8 @@ import torch
 
 from fractalad_edge.artifact import ArtifactMetadata, Precision
 from fractalad_edge.errors import RuntimeMismatchError
-from fractalad_edge.models.fractalad import FractalAD, ModelConfig, build_model
+from fractalad_edge.models.fractalad import FractalAD
+from fractalad_edge.models.torch_format import load_model
 from fractalad_edge.runtimes.base import Backend
 
 _DTYPES = {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}
@@ -36,14 +37,14 @@ class TorchBackend(Backend):
 
     @classmethod
     def open(cls, directory: Path, metadata: ArtifactMetadata, *, device: str = "cpu", **options: Any) -> TorchBackend:
-        from fractalad_edge.train.checkpoint import load_model_weights
-
-        model = build_model(ModelConfig.from_dict(dict(metadata.model)), pretrained_teacher=False)
-        load_model_weights(model, metadata.model_file(directory, ".safetensors"))
+        model = load_model(directory, metadata)
         precision = Precision(options.pop("precision", metadata.precision))
+        threads = options.pop("threads", None)
         if options:
-            msg = f"the torch runtime takes no options {sorted(options)}"
+            msg = f"the torch runtime takes the options device, precision and threads, not {sorted(options)}"
             raise RuntimeMismatchError(msg)
+        if threads is not None:
+            torch.set_num_threads(int(threads))  # torch's intra-op pool is per process: this sets it for the process
         return cls(model, device=device, precision=precision)
 
     @torch.inference_mode()

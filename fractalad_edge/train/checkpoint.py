@@ -1,10 +1,10 @@
-"""Checkpoints as safetensors + JSON, never pickle.
+"""Resumable training state as safetensors + JSON, never pickle.
 
-``model.safetensors`` holds the full state dict (teacher included) so a run directory is
-a self-contained ``torch`` artifact. ``checkpoint.safetensors`` adds the optimizer state
-and, in its header, the step and the run's identity for ``--resume``: one file, written
-to a temporary name, fsynced and renamed, so a kill mid-write leaves the previous
-checkpoint whole. ``checkpoint.json`` is a readable copy of that header.
+``checkpoint.safetensors`` adds the model, the optimizer state and, in its header, the
+step and the run's identity for ``--resume``: one file, written to a temporary name,
+fsynced and renamed, so a kill mid-write leaves the previous checkpoint whole.
+``checkpoint.json`` is a readable copy of that header. The model weights alone (the
+``torch`` format) are written by :mod:`fractalad_edge.models.torch_format`.
 """
 
 from __future__ import annotations
@@ -15,60 +15,14 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from fractalad_edge.artifact import CHECKPOINT_FILENAME, CHECKPOINT_STATE
 from fractalad_edge.errors import CheckpointError
-from fractalad_edge.outputs import atomic_replace, atomic_write_text, temporary_sibling
+from fractalad_edge.models.torch_format import save_tensors
+from fractalad_edge.outputs import atomic_write_text
 
-MODEL_FILENAME = "model.safetensors"
-CHECKPOINT_FILENAME = "checkpoint.safetensors"
-CHECKPOINT_STATE = "checkpoint.json"
 _STATE_KEY = "fractalad_training_state"  # the checkpoint header entry holding the JSON state
-
-
-def _save_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    tmp = temporary_sibling(path)
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        atomic_replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def save_model(model: torch.nn.Module, path: Path) -> None:
-    _save_atomic({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}, path)
-
-
-def load_model_weights(model: torch.nn.Module, path: Path) -> None:
-    """Load strictly; a checkpoint of another configuration is a clear error, not a shape dump."""
-    if not path.is_file():
-        msg = f"checkpoint not found: {path}"
-        raise CheckpointError(msg)
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        msg = f"{path} is not a readable safetensors file ({exc})"
-        raise CheckpointError(msg) from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong_shape:
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if wrong_shape:
-            k = wrong_shape[0]
-            details.append(f"{len(wrong_shape)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
-        msg = (
-            f"{path} does not fit this model configuration: {'; '.join(details)}. It was trained with another "
-            "backbone, head width or distillation setting; use the config.json saved beside it."
-        )
-        raise CheckpointError(msg)
-    model.load_state_dict(state, strict=True)
 
 
 def save_training_state(
@@ -83,7 +37,7 @@ def save_training_state(
                 tensor = value if torch.is_tensor(value) else torch.tensor(value)
                 tensors[f"optim.{group_index}.{param_index}.{name}"] = tensor.detach().to("cpu").contiguous()
     state = json.dumps({"step": step, "param_groups": groups, **extra}, indent=2)
-    _save_atomic(tensors, directory / CHECKPOINT_FILENAME, metadata={_STATE_KEY: state})
+    save_tensors(tensors, directory / CHECKPOINT_FILENAME, metadata={_STATE_KEY: state})
     atomic_write_text(directory / CHECKPOINT_STATE, state + "\n")
 
 

@@ -16,32 +16,31 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from fractalad_edge.artifact import METADATA_FILENAME
+from fractalad_edge.artifact import (
+    CHECKPOINT_FILENAME,
+    CHECKPOINT_STATE,
+    METADATA_FILENAME,
+    MODEL_FILENAME,
+    RUN_CONFIG_FILENAME,
+)
 from fractalad_edge.data.datasets import category_name, find_training_images
 from fractalad_edge.data.images import check_images
 from fractalad_edge.errors import CheckpointError, ConfigError, OutputExistsError, RunIdentityError
 from fractalad_edge.models.fractalad import FractalAD, build_model
+from fractalad_edge.models.torch_format import save_model
 from fractalad_edge.outputs import atomic_write_text, check_output_folder, folder_is_empty
-from fractalad_edge.train.checkpoint import (
-    CHECKPOINT_FILENAME,
-    CHECKPOINT_STATE,
-    MODEL_FILENAME,
-    load_training_state,
-    read_training_state,
-    save_model,
-    save_training_state,
-)
+from fractalad_edge.train.checkpoint import load_training_state, read_training_state, save_training_state
 from fractalad_edge.train.config import TrainConfig
 from fractalad_edge.train.dataset import FractalAnomalyDataset, worker_init
 from fractalad_edge.train.losses import segmentation_loss
+from fractalad_edge.train.run_artifact import write_run_artifact
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILENAME = "config.json"
 LOG_FILENAME = "train_log.jsonl"
 SNAPSHOT_DIR = "snapshots"
 #: Every file a run writes in its folder (plus snapshots/step_*.safetensors): what --force replaces.
-RUN_FILES = (MODEL_FILENAME, METADATA_FILENAME, CONFIG_FILENAME, LOG_FILENAME, CHECKPOINT_FILENAME, CHECKPOINT_STATE)
+RUN_FILES = (MODEL_FILENAME, METADATA_FILENAME, RUN_CONFIG_FILENAME, LOG_FILENAME, CHECKPOINT_FILENAME, CHECKPOINT_STATE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,7 +159,7 @@ def _train_in(
         log.info("resuming %s at step %d", out, start_step)
         _truncate_log(out / LOG_FILENAME, start_step)  # steps after the checkpoint are redone
     atomic_write_text(
-        out / CONFIG_FILENAME,
+        out / RUN_CONFIG_FILENAME,
         json.dumps(
             {"train": config.to_dict(), "data": str(data), "category": category, "num_images": len(paths), "run_id": run["id"]},
             indent=2,
@@ -237,8 +236,6 @@ def _train_in(
     model.eval()
     save_model(model, out / MODEL_FILENAME)
 
-    from fractalad_edge.export.torch import write_run_artifact
-
     write_run_artifact(model, config, out, paths=paths, category=category)
     return TrainResult(
         run_dir=out,
@@ -314,7 +311,7 @@ def _is_training_run(folder: Path) -> bool:
     if any((folder / name).is_file() for name in (CHECKPOINT_FILENAME, CHECKPOINT_STATE, LOG_FILENAME)):
         return True
     try:
-        return "train" in json.loads((folder / CONFIG_FILENAME).read_text())
+        return "train" in json.loads((folder / RUN_CONFIG_FILENAME).read_text())
     except (OSError, ValueError, TypeError):
         return False
 

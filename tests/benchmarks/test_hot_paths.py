@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.importorskip("pytest_benchmark", reason="the benchmarks need the dev extra (pytest-benchmark)")
+
 from fractalad_edge.data.images import read_image
 from fractalad_edge.preprocess import prepare_batch
 from fractalad_edge.synth.anomaly import FractalAnomalyGenerator, SynthConfig
@@ -82,11 +84,9 @@ def onnx_model(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     pytest.importorskip("onnx")
     from fractalad_edge.artifact import read_metadata
     from fractalad_edge.export.onnx import export_onnx
-    from fractalad_edge.models.fractalad import ModelConfig, build_model
-    from fractalad_edge.train.checkpoint import MODEL_FILENAME, load_model_weights
+    from fractalad_edge.models.torch_format import load_model
 
-    model = build_model(ModelConfig.from_dict(dict(read_metadata(tiny_run).model)), pretrained_teacher=False)
-    load_model_weights(model, tiny_run / MODEL_FILENAME)
+    model = load_model(tiny_run, read_metadata(tiny_run))
     return export_onnx(model, tmp_path_factory.mktemp("onnx") / "model.onnx", input_size=SIZE)
 
 

@@ -31,7 +31,6 @@ def main() -> None:
     import numpy as np
 
     from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
-    from fractalad_edge.calibration.thresholds import maps_for
     from fractalad_edge.data.datasets import find_training_images
     from fractalad_edge.predictor import Predictor
     from fractalad_edge.preprocess import image_scores
@@ -50,11 +49,11 @@ def main() -> None:
         )
         normal = ~validation.labels.astype(bool)
         spec = reference.metadata.score
-        ref_maps = maps_for(reference, validation.images)
+        ref_maps = reference.raw_maps(validation.images, channel_order="rgb")
         ref_scores = image_scores(ref_maps, spec)
         spread = ref_scores[normal].std()
         for name in args.models.split(","):
-            maps = maps_for(Predictor.load(bench / "models" / name), validation.images)
+            maps = Predictor.load(bench / "models" / name).raw_maps(validation.images, channel_order="rgb")
             drift = np.abs(image_scores(maps, spec) - ref_scores)[normal]
             spearman = np.corrcoef(ranks(ref_scores[normal]), ranks(image_scores(maps, spec)[normal]))[0, 1]
             pixel_mae = np.abs(maps[normal] - ref_maps[normal]).mean() / ref_maps[normal].std()

@@ -26,7 +26,8 @@ def main() -> None:
 
     import openvino as ov
 
-    from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set
+    from fractalad_edge.data.test_set import load_test_set
+    from fractalad_edge.evaluation import evaluate_predictor
     from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
     from fractalad_edge.data.datasets import find_training_images
     from fractalad_edge.predictor import Predictor

@@ -40,7 +40,8 @@ def main() -> None:
 
     import numpy as np
 
-    from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set
+    from fractalad_edge.data.test_set import load_test_set
+    from fractalad_edge.evaluation import evaluate_predictor
     from fractalad_edge.bench.latency import LatencyStats, PredictorTimer, interleaved_rounds
     from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
     from fractalad_edge.data.datasets import find_training_images

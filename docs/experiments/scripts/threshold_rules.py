@@ -24,9 +24,9 @@ def main() -> None:
 
     import numpy as np
 
-    from fractalad_edge.bench.accuracy import load_test_set
+    from fractalad_edge.data.test_set import load_test_set
     from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
-    from fractalad_edge.calibration.thresholds import f1_threshold, maps_for
+    from fractalad_edge.calibration.thresholds import f1_threshold
     from fractalad_edge.data.datasets import find_training_images
     from fractalad_edge.metrics import binary_rates, f1_max
     from fractalad_edge.predictor import Predictor
@@ -41,11 +41,11 @@ def main() -> None:
             find_training_images(args.data),
             CalibrationConfig(count=args.count, validation_count=0, seed=args.seed, image_size=size),
         )
-        synthetic = image_scores(maps_for(predictor, calibration.images), predictor.metadata.score)
+        synthetic = image_scores(predictor.raw_maps(calibration.images, channel_order="rgb"), predictor.metadata.score)
         labels = np.asarray(calibration.labels).astype(bool)
         test_set = load_test_set(args.data, size)
         truth = np.array([s.label for s in test_set.samples], dtype=bool)
-        real = image_scores(maps_for(predictor, test_set.images), predictor.metadata.score)
+        real = image_scores(predictor.raw_maps(test_set.images, channel_order="rgb"), predictor.metadata.score)
         gap = f"{synthetic[~labels].max():.5f} .. {synthetic[labels].min():.5f}"
         rules = {
             "edge (old)": f1_max(labels.astype(np.int64), synthetic)[1],

@@ -19,9 +19,8 @@ import cv2
 import numpy as np
 
 from fractalad_edge.artifact import ScoreReduction, ScoreSpec
-from fractalad_edge.data.datasets import TestSample, find_test_samples
-from fractalad_edge.data.images import read_image, read_mask
-from fractalad_edge.metrics import aupro, binary_rates, f1_max, pixel_auroc, roc_auc
+from fractalad_edge.data.test_set import TestSet
+from fractalad_edge.metrics import binary_rates, evaluate_maps, f1_max, roc_auc
 from fractalad_edge.preprocess import image_scores, overlay, resize_image
 from fractalad_edge.predictor import Predictor
 
@@ -71,28 +70,6 @@ class AccuracyReport:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class TestSet:
-    samples: list[TestSample]
-    images: list[np.ndarray]  # RGB at stored size
-    masks: np.ndarray  # bool (N, S, S) at model size
-
-
-def load_test_set(root: str | Path, size: int) -> TestSet:
-    """Read every test image and mask once; masks are resized to the model's map size."""
-    samples = find_test_samples(root)
-    images, masks = [], []
-    for sample in samples:
-        image = read_image(sample.image_path)
-        images.append(image)
-        if sample.mask_path is None:
-            masks.append(np.zeros((size, size), dtype=bool))
-        else:
-            mask = read_mask(sample.mask_path, expected_shape=image.shape[:2]).astype(np.uint8)
-            masks.append(cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST) > 0)
-    return TestSet(samples=samples, images=images, masks=np.stack(masks))
-
-
 def _threshold_check(labels: np.ndarray, scores: np.ndarray, threshold: float) -> ThresholdCheck:
     rates = binary_rates(labels, scores, threshold)
     return ThresholdCheck(
@@ -114,13 +91,8 @@ def evaluate_predictor(
 ) -> tuple[AccuracyReport, np.ndarray]:
     """MVTec protocol metrics for one predictor; returns the report and the raw maps."""
     started = time.perf_counter()
-    chunks = []
     total = len(test_set.images)
-    for start in range(0, total, batch_size):
-        chunks.append(predictor.raw_maps(test_set.images[start : start + batch_size], channel_order="rgb"))
-        if progress is not None:
-            progress(min(start + batch_size, total), total)
-    maps = np.concatenate(chunks)
+    maps = predictor.raw_maps(test_set.images, channel_order="rgb", batch_size=batch_size, progress=progress)
     seconds = time.perf_counter() - started
     labels = np.array([s.label for s in test_set.samples], dtype=np.int64)
     by_reduction = {}
@@ -129,9 +101,10 @@ def evaluate_predictor(
         by_reduction[reduction_name(spec)] = {"image_auroc": roc_auc(labels, scores), "image_f1_max": f1_max(labels, scores)[0]}
     spec = predictor.metadata.score
     scores = image_scores(maps, spec)
-    f1, oracle_threshold = f1_max(labels, scores)
-    calibration = predictor.metadata.calibration
     has_masks = bool(test_set.masks.any())
+    # pixels are sorted and ranked once for pixel AUROC and AUPRO together
+    metrics = evaluate_maps(labels, scores, test_set.masks, maps) if has_masks else evaluate_maps(labels, scores)
+    calibration = predictor.metadata.calibration
     per_defect = {}
     for defect in sorted({s.defect for s in test_set.samples} - {"good"}):
         keep = np.array([s.defect in (defect, "good") for s in test_set.samples])
@@ -142,14 +115,14 @@ def evaluate_predictor(
         precision=predictor.metadata.precision.value,
         num_images=total,
         num_anomalous=int(labels.sum()),
-        image_auroc=roc_auc(labels, scores),
-        pixel_auroc=pixel_auroc(test_set.masks, maps) if has_masks else float("nan"),
-        aupro=aupro(test_set.masks, maps) if has_masks else float("nan"),
-        image_f1_max=f1,
+        image_auroc=metrics.image_auroc,
+        pixel_auroc=metrics.pixel_auroc,
+        aupro=metrics.aupro,
+        image_f1_max=metrics.image_f1_max,
         reduction=reduction_name(spec),
         by_reduction=by_reduction,
         calibrated=None if calibration is None else _threshold_check(labels, scores, calibration.image_threshold),
-        oracle=_threshold_check(labels, scores, oracle_threshold),
+        oracle=_threshold_check(labels, scores, metrics.image_f1_threshold),
         per_defect_auroc=per_defect,
         seconds=seconds,
     )
