@@ -417,6 +417,9 @@ def train_many(
     checkpoint_every: int = typer.Option(20, help="Steps between checkpoints (what a retried task redoes at most)."),
 ) -> None:
     """Train one model per category as Ray tasks; finished categories are skipped, interrupted ones resume."""
+    from fractalad_edge.extras import require_modules
+
+    require_modules(("torch", "safetensors", "ray"), what="train-many")
     from fractalad_edge.distributed.train_many import TrainManyOptions, train_many as run_train_many
     from fractalad_edge.train.config import steps_for_epochs
 

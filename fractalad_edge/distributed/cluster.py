@@ -7,20 +7,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from fractalad_edge.errors import ConfigError, RuntimeNotAvailableError
+from fractalad_edge.errors import ConfigError
+from fractalad_edge.extras import require
 
 #: Object store of a local instance: enough for batches of images, small enough for an edge box.
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2
 
 
 def import_ray() -> Any:
-    """Ray, or a one-line error naming the extra to install."""
-    try:
-        import ray
-    except ImportError:
-        msg = "Ray is not installed; the distributed commands need it: pip install 'fractalad-edge[ray]'"
-        raise RuntimeNotAvailableError(msg) from None
-    return ray
+    """Ray, or a one-line error naming the extra to install (fractalad_edge/extras.py)."""
+    return require("ray")
 
 
 @contextmanager

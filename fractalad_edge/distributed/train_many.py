@@ -253,7 +253,8 @@ def train_category(
 
 
 def _evaluate(run_dir: Path, data_dir: Path, category: str) -> dict[str, float]:
-    from fractalad_edge.bench.accuracy import evaluate_predictor, load_test_set, write_report
+    from fractalad_edge.data.test_set import load_test_set
+    from fractalad_edge.evaluation import evaluate_predictor, write_report
     from fractalad_edge.predictor import Predictor
 
     with Predictor.load(run_dir) as predictor:
