@@ -72,9 +72,19 @@ def parse_enum(enum: type[Enum], value: Any, what: str) -> Any:
         raise ConfigError(msg) from None
 
 
+#: what a graph input can be: (dtype, layout) pairs
+INPUT_FORMATS: tuple[tuple[str, str], ...] = (("float32", "NCHW"), ("uint8", "NHWC"))
+
+
 @dataclass(frozen=True, kw_only=True)
 class InputSpec:
-    """What the model graph consumes: float32 NCHW, RGB, normalised with mean/std (0..255 units)."""
+    """What the model graph consumes, after the frame is resized to ``height`` x ``width``.
+
+    ``dtype="float32"`` (the default, and every artifact written before the field existed):
+    NCHW, normalised with mean/std (0..255 units) on the host. ``dtype="uint8"``: the resized
+    pixels as they are, NHWC; the graph converts, normalises and transposes them itself
+    (OpenVINO artifacts, docs/experiments/edge-speed.md).
+    """
 
     height: int
     width: int
@@ -82,6 +92,7 @@ class InputSpec:
     std: tuple[float, float, float]
     channel_order: str = "rgb"  # of the model input; frames given to Predictor are BGR by default
     layout: str = "NCHW"
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         for name in ("height", "width"):
@@ -97,8 +108,12 @@ class InputSpec:
         if any(s <= 0 for s in self.std):
             msg = f"mean and std need 3 values each with std > 0, got mean={self.mean}, std={self.std}"
             raise ConfigError(msg)
-        if self.channel_order not in ("rgb", "bgr") or self.layout != "NCHW":
-            msg = f"unsupported input channel_order={self.channel_order!r} / layout={self.layout!r}"
+        if self.channel_order not in ("rgb", "bgr"):
+            msg = f"input.channel_order must be 'rgb' or 'bgr', got {self.channel_order!r}"
+            raise ConfigError(msg)
+        if (self.dtype, self.layout) not in INPUT_FORMATS:
+            allowed = ", ".join(f"dtype {d!r} with layout {lay!r}" for d, lay in INPUT_FORMATS)
+            msg = f"unsupported input dtype={self.dtype!r} / layout={self.layout!r}; allowed: {allowed}"
             raise ConfigError(msg)
 
 
@@ -517,6 +532,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "METADATA_FILENAME",
     "FORMAT_FILE_SUFFIXES",
+    "INPUT_FORMATS",
     "MODEL_FILENAME",
     "ONNX_FILENAME",
     "IR_FILENAME",

@@ -14,7 +14,7 @@ import numpy as np
 
 from fractalad_edge.artifact import InputSpec, ScoreCalibration, ScoreReduction, ScoreSpec
 from fractalad_edge.data.images import to_uint8_rgb
-from fractalad_edge.errors import InvalidInputError
+from fractalad_edge.errors import ConfigError, InvalidInputError
 
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -70,26 +70,38 @@ def as_frame(frame: object, index: int) -> np.ndarray:
 def prepare_batch(
     frames: Iterable[np.ndarray] | np.ndarray, spec: InputSpec, *, channel_order: str = "bgr"
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Frames of any size -> the model's float32 NCHW batch, and each frame's own (H, W)."""
+    """Frames of any size -> the batch the model graph takes, and each frame's own (H, W).
+
+    The batch is float32 NCHW normalised with the spec's mean/std, or for a ``uint8`` spec
+    the resized pixels, uint8 NHWC (the graph normalises). Each frame is resized before its
+    channels are reordered: resizing treats channels alike, so the result is the same as in
+    the other order, and the reorder copies the small image instead of the frame.
+    """
     frames = frame_list(frames)
     if len(frames) == 0:
         msg = "no frames given; pass at least one HxWx3 uint8 image"
         raise InvalidInputError(msg)
-    rgb: list[np.ndarray] = []
+    if channel_order not in ("bgr", "rgb"):
+        msg = f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}"
+        raise ConfigError(msg)
+    reorder = channel_order != spec.channel_order
+    images: list[np.ndarray] = []
     sizes: list[tuple[int, int]] = []
     for index, frame in enumerate(frames):
         try:
-            image = to_uint8_rgb(as_frame(frame, index), channel_order=channel_order)
+            # channel_order="rgb": 8-bit, three channels, in the order given (no reordering yet)
+            image = to_uint8_rgb(as_frame(frame, index), channel_order="rgb")
         except InvalidInputError as error:
             if str(error).startswith("frame "):
                 raise
             msg = f"frame {index}: {error}"
             raise InvalidInputError(msg) from None
         sizes.append((image.shape[0], image.shape[1]))
-        rgb.append(resize_image(image, spec.height, spec.width))
-    batch = np.stack(rgb)
-    if spec.channel_order == "bgr":
-        batch = batch[..., ::-1]
+        images.append(resize_image(image, spec.height, spec.width))
+    # one copy: the batch never shares memory with a caller's frame
+    batch = np.stack([image[..., ::-1] for image in images] if reorder else images)
+    if spec.dtype == "uint8":
+        return batch, sizes
     return normalize(batch, spec.mean, spec.std), sizes
 
 

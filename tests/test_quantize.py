@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fractalad_edge.artifact import Precision
+from fractalad_edge.artifact import Precision, read_metadata
 from fractalad_edge.calibration import CalibrationConfig, build_calibration_sets
 from fractalad_edge.calibration.dataset import CalibrationSample, CalibrationSet
 from fractalad_edge.errors import CalibrationError, ConfigError, QuantizationError
@@ -447,13 +447,14 @@ def test_constant_calibration_images_make_a_worse_int8_model(
     core = ov.Core()
     batch = np.concatenate([model_input(s, spec) for s in validation])
 
-    def maps(model) -> np.ndarray:  # noqa: ANN001
+    def maps(model, batch: np.ndarray = batch) -> np.ndarray:  # noqa: ANN001
         compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         return np.concatenate([compiled(batch[i : i + 1])[0] for i in range(len(batch))])
 
     source = str(onnx_artifact.path / "model.onnx")
     reference = maps(core.read_model(source))
-    good = maps(core.read_model(str(openvino_int8 / "model.xml")))  # calibrated on fractal anomalies by export
+    exported = np.concatenate([model_input(s, read_metadata(openvino_int8).input) for s in validation])  # uint8 NHWC
+    good = maps(core.read_model(str(openvino_int8 / "model.xml")), exported)  # calibrated on fractal anomalies by export
     broken = maps(quantize_openvino_model(core.read_model(source), constant, spec))
     good_error = float(np.abs(good - reference).mean())
     broken_error = float(np.abs(broken - reference).mean())

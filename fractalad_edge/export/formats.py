@@ -70,6 +70,7 @@ class ExportedModel:
     engine: EngineInfo | None = None
     quantization: tuple[str, str] | None = None  # (toolchain, mode) of an int8 export
     float_layers: tuple[str, ...] = ()  # int8: graph nodes the quantizer left in float
+    input_spec: InputSpec | None = None  # the graph's input, where the writer changed it (None: the run's)
 
 
 @dataclass(frozen=True, kw_only=True)

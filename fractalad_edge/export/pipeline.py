@@ -217,6 +217,7 @@ def _check_and_calibrate(
         precision=options.precision,
         runtime=spec.runtime,
         files=describe_files(job.directory, exported.files),
+        input=exported.input_spec or run_metadata.input,
         calibration=None,
         parity=None,
         quantization=None,

@@ -99,7 +99,7 @@ def float_regions(keep_float: Iterable[str | FloatRegion]) -> tuple[FloatRegion,
 
 
 def model_input(sample: CalibrationSample, input_spec: InputSpec) -> np.ndarray:
-    """One calibration sample as the graph's input: float32 (1, 3, H, W), pre-processed like production frames."""
+    """One calibration sample as the graph's input (float32 (1, 3, H, W), or (1, H, W, 3) uint8 for a uint8 spec), pre-processed like production frames."""
     return prepare_batch([sample.image], input_spec, channel_order="rgb")[0]
 
 

@@ -1,6 +1,7 @@
 """The small interface every runtime implements, and the table that picks one lazily.
 
-A backend only runs the graph: float32 NCHW in, anomaly maps in [0, 1] out. Pre- and
+A backend only runs the graph: the batch its artifact's ``InputSpec`` describes in (float32
+NCHW, or uint8 NHWC for a graph that normalises its input), anomaly maps in [0, 1] out. Pre- and
 post-processing live in :mod:`fractalad_edge.preprocess`, written once. Backends are
 imported only when chosen, so an OpenVINO device never imports torch.
 """
@@ -37,7 +38,7 @@ class Backend(ABC):
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) float32 normalised -> (N, H, W) float32 anomaly maps in [0, 1]."""
+        """(N, 3, H, W) float32 normalised (or (N, H, W, 3) uint8) -> (N, H, W) float32 anomaly maps in [0, 1]."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release device memory or sessions; the default has nothing to release."""

@@ -6,6 +6,9 @@ The fp32 IR comes from a bench folder (``<bench>/models/openvino-fp32``). Each v
 
     python docs/experiments/scripts/openvino_float_regions.py bench/magnetic-tile --data $DATA/magnetic_tile/magnetic_tile \\
         --variants csam+flow+classifier,csam+flow+classifier+teacher-stem
+
+``--fp32 DIR`` takes the fp32 OpenVINO export from elsewhere; ``--keep DIR`` saves every
+variant there as a complete int8 artifact (``DIR/<variant>``) for latency comparisons.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ def main() -> None:
     parser.add_argument("bench", type=Path)
     parser.add_argument("--data", required=True)
     parser.add_argument("--variants", default="csam+flow+classifier,csam+flow+classifier+teacher-stem")
+    parser.add_argument("--fp32", type=Path, help="fp32 OpenVINO export (default: BENCH/models/openvino-fp32)")
+    parser.add_argument("--keep", type=Path, help="save each variant as an int8 artifact in this folder")
     args = parser.parse_args()
 
     import openvino as ov
@@ -34,7 +39,11 @@ def main() -> None:
     from fractalad_edge.quantize.gate import compare_on_validation
     from fractalad_edge.quantize.openvino import quantize_openvino_model
 
-    fp32_dir = args.bench / "models" / "openvino-fp32"
+    import dataclasses
+
+    from fractalad_edge.artifact import Precision, describe_files, write_metadata
+
+    fp32_dir = args.fp32 or args.bench / "models" / "openvino-fp32"
     reference = Predictor.load(fp32_dir)
     size = reference.metadata.input.height
     calibration, validation = build_calibration_sets(
@@ -65,6 +74,11 @@ def main() -> None:
                 flush=True,
             )
             candidate.close()
+            if args.keep is not None:
+                kept = args.keep / out.name
+                shutil.copytree(out, kept)
+                files = describe_files(kept, tuple(f.path for f in reference.metadata.files))
+                write_metadata(kept, dataclasses.replace(reference.metadata, precision=Precision.INT8, files=files))
 
 
 if __name__ == "__main__":
