@@ -332,8 +332,12 @@ def evaluate(
 
     report = dataclasses.replace(report, overlays=written)
     write_report(report, out)
+    from fractalad_edge.report import write_eval_html
+
+    html = write_eval_html(report, test_set, maps, predictor.metadata, out, model=str(model), data=str(data))
     typer.echo(f"method: {report.method}\n" + markdown_table([report]))
     typer.echo(f"report: {out / 'report.md'}, {out / 'metrics.json'}; overlays: {out / 'overlays'}")
+    typer.echo(f"browsable report (gallery of every image, misses first): {html}")
 
 
 @app.command()
@@ -421,14 +425,27 @@ def predict(
     max_pixels: Optional[int] = typer.Option(
         None, "--max-pixels", help="Refuse images larger than this many pixels (default 200 MP or FRACTALAD_MAX_IMAGE_PIXELS)."
     ),
+    engine: str = typer.Option("local", help="local (this process) or ray (Ray Data + a pool of Predictor actors)."),
+    address: Optional[str] = typer.Option(None, help="--engine ray: Ray cluster address (default: a local instance)."),
 ) -> None:
     """Score images; one bad image is reported and the rest still run."""
-    from fractalad_edge.inference import predict_files
+    if engine not in ("local", "ray"):
+        _echo_err(f"--engine must be local or ray, got {engine!r}")
+        raise typer.Exit(code=2)
+    if engine == "ray":
+        from fractalad_edge.distributed.batch_predict import RayPredictOptions, predict_files_ray
 
-    summary = predict_files(
-        model, inputs, out=out, runtime=runtime, device=device, batch_size=batch_size, echo=typer.echo,
-        recursive=recursive, pattern=pattern, force=force, max_pixels=max_pixels,
-    )
+        summary = predict_files_ray(
+            model, inputs, out=out, runtime=runtime, device=device, options=RayPredictOptions(batch_size=batch_size),
+            address=address, echo=typer.echo, recursive=recursive, pattern=pattern, force=force, max_pixels=max_pixels,
+        )
+    else:
+        from fractalad_edge.inference import predict_files
+
+        summary = predict_files(
+            model, inputs, out=out, runtime=runtime, device=device, batch_size=batch_size, echo=typer.echo,
+            recursive=recursive, pattern=pattern, force=force, max_pixels=max_pixels,
+        )
     if summary.failed:
         raise typer.Exit(code=1)
 
@@ -451,7 +468,7 @@ def bench(
     calib_data: Optional[Path] = typer.Option(None),
     max_test_images: Optional[int] = typer.Option(None, help="Evaluate on a subset (short mode)."),
 ) -> None:
-    """Latency x accuracy for each runtime and precision: table, report.md/json/png."""
+    """Latency x accuracy for each runtime and precision: table, report.md/json/png/html."""
     from fractalad_edge.artifact import Precision, parse_enum
     from fractalad_edge.bench.matrix import BenchConfig, run_bench
 
@@ -468,7 +485,10 @@ def bench(
         calib_data=calib_data,
         max_test_images=max_test_images,
     )
-    run_bench(model, data, out, config, progress=typer.echo)
+    report = run_bench(model, data, out, config, progress=typer.echo)
+    from fractalad_edge.report import write_bench_html
+
+    typer.echo(f"bench: browsable report (plot, table, gallery): {write_bench_html(report, out)}")
 
 
 @app.command()
@@ -506,6 +526,81 @@ class _progress:
     def __exit__(self, *_: object) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+@app.command("train-many")
+@friendly_errors
+def train_many(
+    data: Path = typer.Option(..., "--data", help="Folder holding one MVTec-layout folder per category."),
+    out: Path = typer.Option(..., "--out", help="Runs folder: one run per category, plus train_many.json/.md."),
+    categories: Optional[str] = typer.Option(None, help="Comma-separated category names (default: every folder with train/good)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local instance sized to this machine)."),
+    preset: Preset = typer.Option(Preset.quick_cpu, help="Schedule preset; --steps/--batch-size override it."),
+    steps: Optional[int] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    input_size: int = typer.Option(256),
+    export: str = typer.Option("", help="Comma-separated formats to export each model to (e.g. openvino,onnx)."),
+    cpus_per_task: int = typer.Option(1, help="CPU cores per category task (torch threads)."),
+    gpus_per_task: Optional[float] = typer.Option(None, help="GPUs per task (default: 1 where the cluster has GPUs)."),
+    max_retries: int = typer.Option(3, help="Retries of a category whose worker is lost."),
+    checkpoint_every: int = typer.Option(20, help="Steps between checkpoints (what a retried task redoes at most)."),
+) -> None:
+    """Train one model per category as Ray tasks; finished categories are skipped, interrupted ones resume."""
+    from fractalad_edge.extras import require_modules
+
+    require_modules(("torch", "safetensors", "ray"), what="train-many")
+    from fractalad_edge.distributed.train_many import TrainManyOptions, train_many as run_train_many
+    from fractalad_edge.train.config import steps_for_epochs
+
+    schedule = PRESETS[preset]
+    batch = batch_size or schedule["batch_size"]
+    options = TrainManyOptions(
+        steps=steps or schedule.get("steps") or steps_for_epochs(schedule["epochs"], batch),
+        batch_size=batch,
+        lr_schedule=schedule["lr_schedule"],
+        bf16=schedule["bf16"],
+        input_size=input_size,
+        exports=tuple(f.strip() for f in export.split(",") if f.strip()),
+        cpus_per_task=cpus_per_task,
+        gpus_per_task=gpus_per_task,
+        max_retries=max_retries,
+        checkpoint_every=checkpoint_every,
+    )
+    names = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+    results = run_train_many(data, out, options, categories=names, address=address, echo=typer.echo)
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(code=1)
+
+
+@app.command()
+@friendly_errors
+def serve(
+    models: list[Path] = typer.Argument(..., help="Model directories to serve."),
+    name: Optional[list[str]] = typer.Option(None, "--name", help="URL name per model, in order (default: folder names)."),
+    replicas: int = typer.Option(1, help="Replicas per model."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000),
+    max_batch_size: int = typer.Option(8, help="Requests scored together at most."),
+    batch_wait_ms: float = typer.Option(5.0, help="How long a request waits for others to batch with."),
+    runtime: Optional[str] = typer.Option(None),
+    device: str = typer.Option("cpu"),
+    max_pixels: Optional[int] = typer.Option(
+        None, "--max-pixels", help="Answer 413 to images larger than this many pixels (default 200 MP or FRACTALAD_MAX_IMAGE_PIXELS)."
+    ),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local instance)."),
+) -> None:
+    """HTTP scoring with Ray Serve: POST an image to /predict/<name>; GET /health."""
+    from fractalad_edge.distributed.serve import ServeOptions, serve_models
+
+    names = name or [m.resolve().name for m in models]
+    if len(names) != len(models) or len(set(names)) != len(names):
+        _echo_err(f"give one distinct --name per model: {len(models)} models, names {names}")
+        raise typer.Exit(code=2)
+    options = ServeOptions(
+        host=host, port=port, replicas=replicas, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
+        runtime=runtime, device=device, max_pixels=max_pixels,
+    )
+    serve_models(dict(zip(names, models)), options, address=address, echo=typer.echo)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ def run_demo(out: str | Path, *, steps: int = 120, echo: Callable[[str], None] =
     from fractalad_edge.inference import predict_files
     from fractalad_edge.models.fractalad import ModelConfig
     from fractalad_edge.predictor import Predictor
+    from fractalad_edge.report import write_eval_html
     from fractalad_edge.synth.anomaly import SynthConfig
     from fractalad_edge.train.config import TrainConfig
     from fractalad_edge.train.loop import train
@@ -43,9 +44,11 @@ def run_demo(out: str | Path, *, steps: int = 120, echo: Callable[[str], None] =
     echo(f"[2/4] trained {result.steps} steps in {result.seconds:.0f} s -> {run}")
     test_set = load_test_set(data, size)
     reports = []
-    report, maps = evaluate_predictor(Predictor.load(run), test_set, category="demo_part")
+    predictor = Predictor.load(run)
+    report, maps = evaluate_predictor(predictor, test_set, category="demo_part")
     write_overlays(test_set, maps, run / "eval" / "overlays", count=8)
     write_report(report, run / "eval")
+    html = write_eval_html(report, test_set, maps, predictor.metadata, run / "eval", model=str(run), data=str(data))
     reports.append(report)
     models = {"torch": run}
     for fmt, module in (("onnx", "onnxruntime"), ("openvino", "openvino")):
@@ -65,7 +68,8 @@ def run_demo(out: str | Path, *, steps: int = 120, echo: Callable[[str], None] =
     predict_files(last, [data / "test" / "scratch"], out=preds, echo=lambda _: None, force=True)
     echo(f"[4/4] predicted the scratch test images with the {last_name} model")
     echo("\nreports:")
-    echo(f"  evaluation, torch:   {run / 'eval' / 'report.md'} (+ metrics.json, overlays/: image | truth | heat map)")
+    echo(f"  evaluation, torch:   {html} (open in a browser: every test image, misses first)")
+    echo(f"                       {run / 'eval' / 'report.md'} (+ metrics.json, overlays/: image | truth | heat map)")
     for name, folder in list(models.items())[1:]:
         echo(f"  evaluation, {name + ':':<9}{folder / 'eval' / 'report.md'} (+ metrics.json)")
     echo(f"  predictions:         {preds / 'predictions.jsonl'} (+ overlays/)")

@@ -115,3 +115,7 @@ class RunIdentityError(CheckpointError):
 
 class ImageTooLargeError(ImageReadError):
     """An image file declares more pixels than the configured limit; refused before decoding."""
+
+
+class ScoringOrderError(FractalADError, RuntimeError):
+    """A scorer (the local loop or a Ray actor pool) returned fewer, extra or reordered results."""

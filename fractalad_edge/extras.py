@@ -30,6 +30,7 @@ MODULE_EXTRAS: Mapping[str, str] = MappingProxyType(
         "matplotlib": "bench",
         "psutil": "bench",
         "tqdm": "train",
+        "ray": "ray",
     }
 )
 

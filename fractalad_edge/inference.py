@@ -12,12 +12,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from fractalad_edge.data.images import IMAGE_SUFFIXES, max_image_pixels, read_image
-from fractalad_edge.errors import ConfigError, DatasetNotFoundError, FractalADError, OutputExistsError, OutputPathError
+from fractalad_edge.errors import (
+    ConfigError,
+    DatasetNotFoundError,
+    FractalADError,
+    OutputExistsError,
+    OutputPathError,
+    ScoringOrderError,
+)
 from fractalad_edge.outputs import StagedOutput, check_output_folder, folder_is_empty
 from fractalad_edge.predictor import Predictor
 from fractalad_edge.preprocess import overlay
@@ -145,6 +153,69 @@ def _check_out(out: Path, *, force: bool) -> tuple[str, ...]:
     return tuple(previous)
 
 
+@dataclass(frozen=True, kw_only=True)
+class PredictionJob:
+    """What a predict run scores and where it writes, checked before any model loads or cluster starts."""
+
+    images: list[InputImage]
+    out: Path | None
+    previous: tuple[str, ...]  # overlays an earlier run in ``out`` listed (replaced with --force)
+    max_pixels: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoredImage:
+    """One input's outcome: why it was skipped, or its ``AnomalyResult.to_dict()`` and overlay PNG."""
+
+    image: InputImage
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    overlay_png: bytes | None = None
+
+
+def plan_predictions(
+    inputs: Sequence[str | Path],
+    *,
+    out: str | Path | None = None,
+    recursive: bool = True,
+    pattern: str | None = None,
+    force: bool = False,
+    max_pixels: int | None = None,
+) -> PredictionJob:
+    """List the inputs and check ``out`` and the pixel limit: every refusal happens here, before any work."""
+    limit = max_image_pixels(max_pixels)
+    out_dir = Path(out) if out is not None else None
+    previous = _check_out(out_dir, force=force) if out_dir is not None else ()
+    images = expand_inputs(inputs, recursive=recursive, pattern=pattern, skip=out_dir.resolve() if out_dir else None)
+    return PredictionJob(images=images, out=out_dir, previous=previous, max_pixels=limit)
+
+
+def score_images(predictor: Predictor, images: Sequence[InputImage], *, max_pixels: int, overlays: bool) -> list[ScoredImage]:
+    """Read and score ``images`` as one batch, in their order; a file that cannot be read becomes its error.
+
+    Used by the local loop below and by each Ray actor (fractalad_edge/distributed/batch_predict.py),
+    so a bad file is reported the same way by both.
+    """
+    pixels: list[np.ndarray] = []
+    errors: list[str | None] = []
+    for image in images:
+        try:
+            pixels.append(read_image(image.path, max_pixels=max_pixels))
+            errors.append(None)
+        except FractalADError as exc:
+            errors.append(str(exc))
+    results = iter(zip(pixels, predictor.predict_batch(pixels) if pixels else []))
+    scored: list[ScoredImage] = []
+    for image, error in zip(images, errors):
+        if error is not None:
+            scored.append(ScoredImage(image=image, error=error))
+            continue
+        frame, result = next(results)
+        png = _encode_png(overlay(frame, result.anomaly_map), overlay_name(image)) if overlays else None
+        scored.append(ScoredImage(image=image, result=result.to_dict(), overlay_png=png))
+    return scored
+
+
 def predict_files(
     model: str | Path,
     inputs: Sequence[str | Path],
@@ -163,80 +234,94 @@ def predict_files(
 
     Everything is checked before any output is touched; outputs are built in a scratch
     folder and moved into ``out`` at the end (predictions.jsonl last), so an interrupted
-    or failed run leaves an earlier run's results as they were.
+    or failed run leaves an earlier run's results as they were. Rows are in input order.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         msg = f"--batch-size must be a whole number >= 1, got {batch_size!r}"
         raise ConfigError(msg)
-    max_pixels = max_image_pixels(max_pixels)
-    out_dir = Path(out) if out is not None else None
-    previous = _check_out(out_dir, force=force) if out_dir is not None else ()
-    images = expand_inputs(inputs, recursive=recursive, pattern=pattern, skip=out_dir.resolve() if out_dir else None)
+    job = plan_predictions(inputs, out=out, recursive=recursive, pattern=pattern, force=force, max_pixels=max_pixels)
     predictor = Predictor.load(model, runtime=runtime, device=device, channel_order="rgb")
     try:
-        if out_dir is None:
-            anomalous, failed, _ = _score(predictor, images, batch_size, max_pixels, echo, None)
-        else:
-            with StagedOutput(out_dir) as staged:
-                anomalous, failed, written = _score(predictor, images, batch_size, max_pixels, echo, staged.files)
-                staged.commit(written, manifest=RESULTS_FILENAME, previous=previous)
+        batches = (
+            score_images(predictor, job.images[start : start + batch_size], max_pixels=job.max_pixels, overlays=job.out is not None)
+            for start in range(0, len(job.images), batch_size)
+        )
+        return write_predictions(job, (scored for batch in batches for scored in batch), echo=echo)
     finally:
         predictor.close()
-    scored = len(images) - failed
-    echo(f"{scored} images scored, {anomalous} anomalous, {failed} failed" + (f"; results in {out_dir}" if out_dir else ""))
-    return PredictSummary(total=len(images), anomalous=anomalous, failed=failed, out=out_dir)
 
 
-def _score(
-    predictor: Predictor,
-    images: list[InputImage],
-    batch_size: int,
-    max_pixels: int,
-    echo: Callable[[str], None],
-    folder: Path | None,
+def write_predictions(job: PredictionJob, scored: Iterable[ScoredImage], *, echo: Callable[[str], None] = print) -> PredictSummary:
+    """Console lines and, with ``job.out``, predictions.jsonl and overlays, staged and committed at the end.
+
+    ``scored`` must hold one outcome per ``job.images``, in that order (both engines hand them
+    in so); anything else is an error before ``out`` is touched.
+    """
+    if job.out is None:
+        anomalous, failed, _ = _write_rows(job, scored, echo, None)
+    else:
+        with StagedOutput(job.out) as staged:
+            anomalous, failed, written = _write_rows(job, scored, echo, staged.files)
+            staged.commit(written, manifest=RESULTS_FILENAME, previous=job.previous)
+    echo(
+        f"{len(job.images) - failed} images scored, {anomalous} anomalous, {failed} failed"
+        + (f"; results in {job.out}" if job.out else "")
+    )
+    return PredictSummary(total=len(job.images), anomalous=anomalous, failed=failed, out=job.out)
+
+
+def _write_rows(
+    job: PredictionJob, scored: Iterable[ScoredImage], echo: Callable[[str], None], folder: Path | None
 ) -> tuple[int, int, list[str]]:
-    anomalous = failed = 0
+    anomalous = failed = count = 0
     written: list[str] = []
     records = open(folder / RESULTS_FILENAME, "w", encoding="utf-8") if folder is not None else None
     try:
-        for start in range(0, len(images), batch_size):
-            pixels: list[np.ndarray] = []
-            good: list[InputImage] = []
-            for image in images[start : start + batch_size]:
-                try:
-                    pixels.append(read_image(image.path, max_pixels=max_pixels))
-                    good.append(image)
-                except FractalADError as exc:
-                    failed += 1
-                    echo(f"skipped {image.path}: {exc}")
-                    if records is not None:
-                        records.write(json.dumps({"image": image.name, "path": str(image.path), "error": str(exc)}) + "\n")
-            if not pixels:
+        for count, outcome in enumerate(scored, 1):
+            image = outcome.image
+            if count > len(job.images) or image != job.images[count - 1]:
+                msg = f"predict got {image.name} as result {count} of {len(job.images)}; the scorer lost or reordered images"
+                raise ScoringOrderError(msg)
+            if outcome.error is not None or outcome.result is None:
+                failed += 1
+                echo(f"skipped {image.path}: {outcome.error}")
+                if records is not None:
+                    records.write(json.dumps({"image": image.name, "path": str(image.path), "error": outcome.error}) + "\n")
                 continue
-            for image, frame, result in zip(good, pixels, predictor.predict_batch(pixels)):
-                anomalous += result.pred_label
-                echo(f"{image.name}: score {result.pred_score:.3f} {'ANOMALOUS' if result.pred_label else 'ok'}")
-                if records is None:
-                    continue
-                name = overlay_name(image)
-                _write_png(folder / name, overlay(frame, result.anomaly_map))
-                written.append(name)
-                records.write(json.dumps({"image": image.name, "path": str(image.path), "overlay": name, **result.to_dict()}) + "\n")
+            result = outcome.result
+            anomalous += int(result["pred_label"])
+            echo(f"{image.name}: score {result['pred_score']:.3f} {'ANOMALOUS' if result['pred_label'] else 'ok'}")
+            if records is None or folder is None:
+                continue
+            name = overlay_name(image)
+            if outcome.overlay_png is None:
+                msg = f"predict got no overlay for {image.name}; the scorer was not asked for overlays"
+                raise ScoringOrderError(msg)
+            _write_file(folder / name, outcome.overlay_png)
+            written.append(name)
+            records.write(json.dumps({"image": image.name, "path": str(image.path), "overlay": name, **result}) + "\n")
     finally:
         if records is not None:
             records.close()
+    if count != len(job.images):
+        msg = f"predict got results for {count} of {len(job.images)} images; the scorer lost the rest"
+        raise ScoringOrderError(msg)
     return anomalous, failed, written
 
 
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    """Encode in memory and write with Python's I/O: a failure is an error, not an OpenCV warning."""
+def _encode_png(rgb: np.ndarray, name: str) -> bytes:
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
-        msg = f"cannot encode the overlay {path.name} as PNG"
+        msg = f"cannot encode the overlay {name} as PNG"
         raise OutputPathError(msg)
+    return encoded.tobytes()
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write with Python's I/O: a failure is an error, not an OpenCV warning."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(encoded.tobytes())
+        path.write_bytes(data)
     except OSError as exc:
         msg = f"cannot write the overlay {path} ({exc}); check the --out folder's permissions and free space"
         raise OutputPathError(msg) from None

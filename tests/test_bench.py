@@ -284,6 +284,17 @@ def test_bench_writes_readable_reports(bench_out) -> None:
     assert data["macs"]["total"] > 0
 
 
+def test_bench_html_report_has_table_plot_and_the_reference_gallery(bench_out, tmp_path: Path) -> None:
+    from fractalad_edge.report import write_bench_html
+
+    report, _, _, _ = bench_out
+    html = write_bench_html(report, tmp_path).read_text()
+    assert "<td>onnxruntime-fp32</td>" in html and "<td>tensorrt-fp32</td>" in html
+    assert html.count("data:image/png;base64,") == 1  # the latency x accuracy plot, inline
+    assert html.count('<figure class="card') == report.test_images
+    assert f"through {report.reference}" in html
+
+
 def test_every_working_row_has_latency_accuracy_and_memory(bench_out) -> None:
     report, _, _, _ = bench_out
     working = [r for r in report.results if r.ok]

@@ -91,6 +91,8 @@ def test_eval_writes_metrics_report_and_overlays(tiny_run: Path, tmp_path: Path)
     assert len(overlays) == 4
     panel = cv2.imread(str(overlays[0]))
     assert panel.shape == (64, 3 * 64, 3)  # image | ground truth | heat map
+    html = (tmp_path / "eval" / "report.html").read_text()  # the gallery holds every image, not only --overlays
+    assert html.count('<figure class="card') == 7 and str(tmp_path / "eval" / "report.html") in result.output
 
 
 def test_eval_rejects_a_mask_of_the_wrong_size(tiny_run: Path, tmp_path: Path) -> None:

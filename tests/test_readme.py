@@ -104,6 +104,7 @@ def test_readme_commands_run_in_order_on_tiny_data(tmp_path: Path) -> None:
         if args[3] == "demo":  # it says where its reports are and what to type next
             assert "next:" in result.stdout and "threshold fitted on" in result.stdout, result.stdout
             assert (work / "demo" / "run" / "eval" / "report.md").is_file()
+            assert (work / "demo" / "run" / "eval" / "report.html").is_file() and "report.html (open in a browser" in result.stdout
     assert any(c.startswith("fractalad-edge export") and "int8" in c for c in ran) or importlib.util.find_spec("openvino") is None
 
     if importlib.util.find_spec("openvino") is None:

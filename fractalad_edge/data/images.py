@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
     "check_images",
+    "decode_image",
     "image_size_from_header",
     "max_image_pixels",
     "read_image",
@@ -207,6 +208,21 @@ def read_image_bgr(path: str | Path, *, max_pixels: int | None = None) -> np.nda
     return np.ascontiguousarray(read_image(path, max_pixels=max_pixels)[:, :, ::-1])
 
 
+def decode_image(data: bytes, *, source: str = "the image bytes", max_pixels: int | None = None) -> np.ndarray:
+    """Decode an encoded image held in memory (PNG, JPEG, ...) as uint8 (H, W, 3) RGB.
+
+    The same checks, limits and layout as :func:`read_image`, for images that arrive over a
+    network (fractalad_edge/distributed/serve.py) rather than from a file; ``source`` names
+    them in error messages.
+    """
+    decoded = _decode_bytes(np.frombuffer(data, dtype=np.uint8), source, max_image_pixels(max_pixels))
+    try:
+        return to_uint8_rgb(decoded, channel_order="bgr")
+    except InvalidInputError as error:
+        msg = f"Cannot use {source}: {error}"
+        raise ImageReadError(msg) from error
+
+
 def read_mask(
     path: str | Path,
     *,
@@ -264,46 +280,54 @@ def _decode(file_path: Path, max_pixels: int) -> np.ndarray:
     except OSError as error:
         msg = f"Cannot read image file {str(file_path)!r}: {error}."
         raise ImageReadError(msg) from error
+    return _decode_bytes(data, f"Image file {str(file_path)!r}", max_pixels)
+
+
+def _decode_bytes(data: np.ndarray, source: str, max_pixels: int) -> np.ndarray:
+    """Decode encoded image bytes, refusing empty, truncated, corrupt, oversized and non-image data.
+
+    ``source`` names the data in messages: ``Image file '...'`` or ``the request body``.
+    """
     if data.size == 0:
-        msg = f"Image file {str(file_path)!r} is empty (0 bytes); it was probably not written completely."
+        msg = f"{source} is empty (0 bytes); it was probably not written completely."
         raise ImageReadError(msg)
     whole = data.tobytes() if bytes(data[:3]) == _JPEG_SOI else None  # a JPEG's frame header may follow EXIF
     size = image_size_from_header(whole if whole is not None else bytes(data[:_HEADER_BYTES]))
     if size is not None:
-        _check_pixels(file_path, size, max_pixels, "declares")
+        _check_pixels(source, size, max_pixels, "declares")
     problem = _truncation_problem(data)
     if problem is not None:
-        msg = f"Image file {str(file_path)!r} is truncated or damaged: {problem}. Copy or export it again."
+        msg = f"{source} is truncated or damaged: {problem}. Copy or export it again."
         raise ImageReadError(msg)
     problem = _jpeg_corruption(whole) if whole is not None else None
     if problem is not None:
-        msg = f"Image file {str(file_path)!r} holds corrupt JPEG data ({problem}). Copy or export it again."
+        msg = f"{source} holds corrupt JPEG data ({problem}). Copy or export it again."
         raise ImageReadError(msg)
     try:
         decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        msg = f"Image file {str(file_path)!r} ({data.size} bytes) cannot be decoded: {reason}"
+        msg = f"{source} ({data.size} bytes) cannot be decoded: {reason}"
         raise ImageReadError(msg) from None
     if decoded is None or decoded.size == 0:
         msg = (
-            f"Image file {str(file_path)!r} ({data.size} bytes) cannot be decoded as an image. "
+            f"{source} ({data.size} bytes) cannot be decoded as an image. "
             f"Supported formats are those OpenCV reads, usually {', '.join(IMAGE_SUFFIXES)}."
         )
         raise ImageReadError(msg)
     if size is None:  # a format whose header is not parsed here: checked once decoded
-        _check_pixels(file_path, (decoded.shape[1], decoded.shape[0]), max_pixels, "has")
+        _check_pixels(source, (decoded.shape[1], decoded.shape[0]), max_pixels, "has")
     return decoded
 
 
-def _check_pixels(file_path: Path, size: tuple[int, int], max_pixels: int, verb: str) -> None:
+def _check_pixels(source: str, size: tuple[int, int], max_pixels: int, verb: str) -> None:
     width, height = size
     if width < 1 or height < 1:
-        msg = f"Image file {str(file_path)!r} {verb} a size of {width}x{height} pixels; it is damaged or not an image."
+        msg = f"{source} {verb} a size of {width}x{height} pixels; it is damaged or not an image."
         raise ImageReadError(msg)
     if width * height > max_pixels:
         msg = (
-            f"Image file {str(file_path)!r} {verb} {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of "
+            f"{source} {verb} {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of "
             f"{max_pixels / 1e6:g} MP; refused before decoding. If it is a real frame, raise the limit "
             f"({MAX_PIXELS_ENV} or --max-pixels)."
         )
