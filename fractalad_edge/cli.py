@@ -18,6 +18,7 @@ from typing import Any, Optional, TypeVar
 import typer
 
 from fractalad_edge.errors import FractalADError
+from fractalad_edge.method import FusionRule, Method
 
 app = typer.Typer(
     name="fractalad-edge",
@@ -81,19 +82,6 @@ class LrSchedule(str, Enum):
     cosine = "cosine"
 
 
-class TrainMethod(str, Enum):
-    fractalad = "fractalad"
-    memory = "memory"
-    fused = "fused"
-
-
-class Fusion(str, Enum):
-    mean = "mean"
-    max = "max"
-    noisy_or = "noisy-or"
-    weighted = "weighted"
-
-
 class Reduction(str, Enum):
     mean = "mean"
     max = "max"
@@ -142,7 +130,7 @@ def train(
     ),
     force: bool = typer.Option(False, "--force", help="Replace a training run in --out (only its own files; others are kept)."),
     snapshot_every: Optional[int] = typer.Option(None, help="Also keep the weights every N steps (snapshots/)."),
-    method: Optional[TrainMethod] = typer.Option(
+    method: Optional[Method] = typer.Option(
         None,
         help="fractalad (train the head), memory (nearest neighbours in a memory of normal patches, no training) "
         "or fused (both). "
@@ -156,7 +144,7 @@ def train(
     memory_pool: int = typer.Option(3, help="memory/fused: neighbourhood (average pooling) size."),
     memory_k: int = typer.Option(1, help="memory/fused: nearest neighbours averaged per patch."),
     memory_blur: Optional[float] = typer.Option(None, help="memory/fused: Gaussian blur sigma of the distance map, in pixels (default 8 memory, 4 fused)."),
-    fusion: Fusion = typer.Option(Fusion.mean, help="fused: how the normalised branch maps combine."),
+    fusion: FusionRule = typer.Option(FusionRule.MEAN, help="fused: how the normalised branch maps combine."),
     holdout: float = typer.Option(0.05, help="memory/fused: share of normal images kept out of the memory (>= 8 images) to fit normalisation and thresholds."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="fused: add the memory to this trained FractalAD run instead of training one."),
 ) -> None:
@@ -175,21 +163,21 @@ def train(
     if method is None:
         from fractalad_edge.data.categories import default_method
 
-        method = TrainMethod(default_method(category_name(data)))
-        if method is TrainMethod.memory and (steps is not None or epochs is not None or resume):
+        method = Method(default_method(category_name(data)))
+        if method is Method.MEMORY and (steps is not None or epochs is not None or resume):
             _echo_err(
                 f"{category_name(data)!r} is not an MVTec object, so the default --method is memory (no training), but "
                 "--steps/--epochs/--resume were given: pass --method fractalad (or fused) to train the head"
             )
             raise typer.Exit(code=2)
-    if method is not TrainMethod.fractalad:
+    if method is not Method.FRACTALAD:
         _build_memory_command(
             method=method, data=data, out=out, init_from=init_from, memory_size=memory_size, memory_fraction=memory_fraction,
             memory_channels=memory_channels, memory_strides=memory_strides, memory_grid_stride=memory_grid_stride,
             memory_pool=memory_pool, memory_k=memory_k, memory_blur=memory_blur, fusion=fusion, holdout=holdout, seed=seed, backbone=backbone,
             backbone_weights=backbone_weights, input_size=input_size, score=score, object_placement=object_placement,
             force=force, resume=resume,
-            train_first=None if init_from is not None or method is TrainMethod.memory else dict(
+            train_first=None if init_from is not None or method is Method.MEMORY else dict(
                 preset=preset, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
                 head_channels=head_channels, kd=kd, device=device, bf16=bf16, workers=workers,
                 snapshot_every=snapshot_every,
@@ -241,9 +229,9 @@ def train(
 
 
 def _build_memory_command(
-    *, method: TrainMethod, data: Path, out: Path, init_from: Optional[Path], memory_size: Optional[int],
+    *, method: Method, data: Path, out: Path, init_from: Optional[Path], memory_size: Optional[int],
     memory_fraction: Optional[float], memory_channels: Optional[int], memory_strides: str, memory_grid_stride: Optional[int],
-    memory_pool: int, memory_k: int, memory_blur: Optional[float], fusion: Fusion, holdout: float, seed: int,
+    memory_pool: int, memory_k: int, memory_blur: Optional[float], fusion: FusionRule, holdout: float, seed: int,
     backbone: str, backbone_weights: Optional[Path], input_size: int, score: Optional[Reduction], object_placement: Optional[bool],
     force: bool, resume: bool, train_first: Optional[dict[str, Any]],
 ) -> None:
@@ -255,7 +243,6 @@ def _build_memory_command(
     from fractalad_edge.artifact import ScoreSpec
     from fractalad_edge.data.categories import category_defaults
     from fractalad_edge.data.datasets import category_name
-    from fractalad_edge.method import Method
     from fractalad_edge.outputs import check_output_folder
     from fractalad_edge.train.loop import check_new_run_folder
     from fractalad_edge.train.memory import METHOD_DEFAULTS, MemoryBuildConfig, build_memory, check_memory_request
@@ -270,7 +257,7 @@ def _build_memory_command(
         strides=strides, grid_stride=memory_grid_stride, pool=memory_pool, k=memory_k,
         blur_sigma=memory_blur,
         size=memory_size, fraction=memory_fraction, holdout_fraction=holdout, seed=seed,
-        score=None if score is None else ScoreSpec(reduction=score.value, topk_fraction=METHOD_DEFAULTS[Method(method.value)]["score"].topk_fraction),
+        score=None if score is None else ScoreSpec(reduction=score.value, topk_fraction=METHOD_DEFAULTS[method]["score"].topk_fraction),
     )
     placement = category_defaults(category_name(data)).object_placement if object_placement is None else object_placement
     if resume and train_first is None:
@@ -285,7 +272,7 @@ def _build_memory_command(
         # fused without --init-from: train the FractalAD head as usual, then add the memory to that run
         head_run = out.with_name(f"{out.name}-fractalad")
         train(data=data, out=head_run, seed=seed, backbone=backbone, backbone_weights=backbone_weights,
-              input_size=input_size, score=score, object_placement=object_placement, method=TrainMethod.fractalad,
+              input_size=input_size, score=score, object_placement=object_placement, method=Method.FRACTALAD,
               memory_size=None, memory_fraction=None, memory_channels=None, memory_strides=memory_strides,
               memory_grid_stride=None, memory_pool=memory_pool, memory_k=memory_k, memory_blur=None, fusion=fusion, holdout=holdout,
               init_from=None,
