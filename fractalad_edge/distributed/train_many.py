@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fractalad_edge.artifact import METADATA_FILENAME
 from fractalad_edge.distributed.cluster import cluster_gpus, ray_session
 from fractalad_edge.errors import ConfigError, DatasetNotFoundError, FractalADError
 from fractalad_edge.outputs import atomic_write_text, check_output_folder
@@ -166,9 +167,9 @@ def _checkpoint_step(run_dir: Path) -> int:
 def _is_complete(run_dir: Path, options: TrainManyOptions) -> bool:
     """Trained to the requested step, the model written and every export present."""
     return (
-        (run_dir / "metadata.json").is_file()
+        (run_dir / METADATA_FILENAME).is_file()
         and _checkpoint_step(run_dir) >= options.steps
-        and all((run_dir / EXPORTS_DIR / f / "metadata.json").is_file() for f in options.exports)
+        and all((run_dir / EXPORTS_DIR / f / METADATA_FILENAME).is_file() for f in options.exports)
     )
 
 
@@ -215,7 +216,7 @@ def train_category(
             if board is not None:
                 board.report.remote(category, step=step, loss=record["loss"])
 
-        if checkpoint < options.steps or not (run_dir / "metadata.json").is_file():
+        if checkpoint < options.steps or not (run_dir / METADATA_FILENAME).is_file():
             # No checkpoint: a new run, or an attempt killed before its first checkpoint, whose files
             # ``force`` replaces (train refuses a folder that is not a training run either way).
             train(
@@ -227,7 +228,7 @@ def train_category(
             if board is not None:
                 board.report.remote(category, status=f"export {fmt}")
             target = run_dir / EXPORTS_DIR / fmt
-            if not (target / "metadata.json").is_file():
+            if not (target / METADATA_FILENAME).is_file():
                 from fractalad_edge.export.pipeline import ExportOptions, export_model
 
                 export_model(run_dir, format=fmt, out=target, options=ExportOptions(), progress=lambda _: None)
