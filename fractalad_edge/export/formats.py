@@ -71,6 +71,9 @@ class ExportedModel:
     quantization: tuple[str, str] | None = None  # (toolchain, mode) of an int8 export
     float_layers: tuple[str, ...] = ()  # int8: graph nodes the quantizer left in float
     input_spec: InputSpec | None = None  # the graph's input, where the writer changed it (None: the run's)
+    #: int8 where the export device has bf16 arithmetic: the same files with the float layers
+    #: in bf16, which the gate checks too (quantization.bf16_passed); None: not offered
+    open_bf16_backend: Callable[[], Backend] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

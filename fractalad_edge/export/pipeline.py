@@ -25,6 +25,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fractalad_edge.artifact import (
     CHECKPOINT_FILENAME,
@@ -34,6 +35,8 @@ from fractalad_edge.artifact import (
     ArtifactMetadata,
     ModelFormat,
     Precision,
+    QuantizationReport,
+    ScoreCalibration,
     describe_files,
     now_iso,
     package_version,
@@ -55,6 +58,10 @@ from fractalad_edge.export.formats import (
 from fractalad_edge.export.onnx import MAX_OPSET, MIN_OPSET
 from fractalad_edge.export.parity import RECORDED_ONLY, compare_maps, enforce_parity, format_parity, tolerance_for
 from fractalad_edge.outputs import StagedOutput, check_output_folder, folder_is_empty
+
+if TYPE_CHECKING:
+    from fractalad_edge.predictor import Predictor
+    from fractalad_edge.runtimes.base import Backend
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -274,9 +281,36 @@ def _check_and_calibrate(
                 f"{quantization.quantized_pixel_auroc:.4f} (max drop {quantization.max_drop} points) -> "
                 f"{'passed' if quantization.passed else 'FAILED (kept: allow_accuracy_drop)'}"
             )
+            if exported.open_bf16_backend is not None:
+                quantization = _bf16_gate(exported.open_bf16_backend, reference, metadata, calibration, job, quantization, say)
     finally:
         backend.close()
     return dataclasses.replace(metadata, calibration=calibration, parity=parity, quantization=quantization)
+
+
+def _bf16_gate(
+    open_backend: Callable[[], Backend],
+    reference: Predictor,
+    metadata: ArtifactMetadata,
+    calibration: ScoreCalibration,
+    job: ExportJob,
+    quantization: QuantizationReport,
+    say: Callable[[str], None],
+) -> QuantizationReport:
+    """The int8 gate again with the float layers in bf16; the verdict goes into the report (a failure refuses nothing)."""
+    from fractalad_edge.predictor import Predictor
+    from fractalad_edge.quantize.gate import bf16_gate
+
+    backend = open_backend()
+    try:
+        checked = bf16_gate(reference, Predictor(backend, metadata).with_calibration(calibration), job.validation, quantization)
+    finally:
+        backend.close()
+    say(
+        f"int8 with bf16 float layers: image AUROC {checked.bf16_image_auroc:.4f}, pixel AUROC {checked.bf16_pixel_auroc:.4f} -> "
+        + ("passed: runs bf16 by default on CPUs with bf16 arithmetic" if checked.bf16_passed else "failed: runs f32")
+    )
+    return checked
 
 
 def _validation_count(options: ExportOptions) -> int:
