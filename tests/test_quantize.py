@@ -464,6 +464,16 @@ def test_gate_fails_a_candidate_that_lost_accuracy(reference_and_other, sets) ->
         warnings.simplefilter("error")  # a pass warns about nothing
         assert _gate(better, worse, sets, max_drop=drop + 0.01).passed
 
+    # the bf16 repeat records its verdict on the same numbers and refuses nothing
+    from fractalad_edge.quantize.gate import bf16_gate
+
+    for max_drop, passed in ((drop / 2, False), (drop + 0.01, True)):
+        checked = bf16_gate(better, worse, validation, dataclasses.replace(report, max_drop=max_drop))
+        assert checked.bf16_passed is passed and checked.passed is report.passed
+        assert (checked.bf16_image_auroc, checked.bf16_pixel_auroc) == pytest.approx(
+            (comparison.candidate_image_auroc, comparison.candidate_pixel_auroc)
+        )
+
 
 def test_gate_refuses_unusable_validation_sets(reference_and_other, sets) -> None:  # noqa: ANN001
     reference, other = reference_and_other
