@@ -29,6 +29,7 @@ def main() -> None:
     import fractalad_edge.quantize as quantize
     from fractalad_edge.export.pipeline import ExportOptions, export_model
 
+    # the OpenVINO writer reads quantize.DEFAULT_KEEP_FLOAT when it runs, so this changes its regions
     dropped = set(quantize.float_regions(r for r in args.quantize.split("+") if r))
     quantize.DEFAULT_KEEP_FLOAT = tuple(r for r in quantize.DEFAULT_KEEP_FLOAT if r not in dropped)
     print(f"float regions: {', '.join(r.value for r in quantize.DEFAULT_KEEP_FLOAT)}", flush=True)
