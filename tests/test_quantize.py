@@ -222,6 +222,30 @@ def test_openvino_int8_export_gates_bf16_float_layers_and_the_runtime_follows_th
 
 
 @needs_openvino
+def test_openvino_int8_keep_float_chooses_the_float_regions(openvino_int8: Path, tiny_run: Path, tmp_path: Path) -> None:
+    from fractalad_edge.errors import ExportError
+    from fractalad_edge.export import ExportOptions, export_model
+    from fractalad_edge.quantize import TEACHER_SCOPE
+
+    default = read_metadata(openvino_int8).quantization.ignored_layers
+    assert any(name.startswith(TEACHER_SCOPE) for name in default)
+    keep = tuple(r.value for r in DEFAULT_KEEP_FLOAT if r is not FloatRegion.TEACHER_STEM)
+    options = ExportOptions(precision=Precision.INT8, calib_count=8, parity_images=4, max_drop=100.0, keep_float=keep)
+    export_model(tiny_run, format="openvino", out=tmp_path / "stem-int8", options=options, progress=None)
+    layers = read_metadata(tmp_path / "stem-int8").quantization.ignored_layers
+    assert layers and not any(name.startswith(TEACHER_SCOPE) for name in layers) and set(layers) < set(default)
+
+    with pytest.raises(ConfigError, match="unknown float region"):
+        ExportOptions(precision=Precision.INT8, keep_float=("teacher",))
+    with pytest.raises(ConfigError, match="sequence"):
+        ExportOptions(precision=Precision.INT8, keep_float="csam")
+    with pytest.raises(ExportError, match="keep_float"):  # refused before any work where it would be ignored
+        export_model(tiny_run, format="onnx", out=tmp_path / "onnx", options=dataclasses.replace(options), progress=None)
+    with pytest.raises(ExportError, match="keep_float"):
+        export_model(tiny_run, format="openvino", out=tmp_path / "fp32", options=ExportOptions(keep_float=keep), progress=None)
+
+
+@needs_openvino
 def test_bf16_gate_fields_are_validated_in_metadata(openvino_int8: Path) -> None:
     from fractalad_edge.artifact import ArtifactMetadata
     from fractalad_edge.errors import ArtifactError

@@ -51,11 +51,12 @@ def write_openvino_artifact(job: ExportJob) -> ExportedModel:
         from fractalad_edge.quantize import DEFAULT_KEEP_FLOAT
         from fractalad_edge.quantize.openvino import float_node_names, quantize_openvino_model
 
-        float_layers = tuple(float_node_names(model, DEFAULT_KEEP_FLOAT))
+        regions = DEFAULT_KEEP_FLOAT if job.keep_float is None else job.keep_float
+        float_layers = tuple(float_node_names(model, regions))
         job.progress(f"quantizing to int8 (NNCF {job.quant_mode}) on {len(job.calibration)} calibration images")
         model = quantize_openvino_model(
             model, job.calibration, job.input_spec, validation=job.validation, mode=job.quant_mode, max_drop=job.max_drop,
-            keep_float=DEFAULT_KEEP_FLOAT,
+            keep_float=regions,
         )
         quantization = ("nncf", job.quant_mode)
     model, input_spec = uint8_input(model, job.input_spec)

@@ -91,6 +91,10 @@ class ExportOptions:
     #: the most harmful layers back to float until the synthetic validation set is within
     #: max_drop points; minutes per reverted layer on a small CPU)
     quant_mode: str = "ptq"
+    #: openvino int8: the graph regions kept in float (fractalad_edge.quantize.FloatRegion values,
+    #: e.g. ("csam", "flow", "classifier", "memory") to quantize the teacher's stem too);
+    #: None: quantize.DEFAULT_KEEP_FLOAT, chosen by measurement. The accuracy gate still decides.
+    keep_float: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -100,6 +104,13 @@ class ExportOptions:
             raise ConfigError(msg) from None
         if self.calib_data is not None:
             object.__setattr__(self, "calib_data", Path(self.calib_data))
+        if self.keep_float is not None:
+            from fractalad_edge.quantize import float_regions
+
+            if isinstance(self.keep_float, str):
+                msg = f"keep_float is a sequence of float region names, got the string {self.keep_float!r}; pass e.g. ('csam', 'flow')"
+                raise ConfigError(msg)
+            object.__setattr__(self, "keep_float", tuple(region.value for region in float_regions(self.keep_float)))
         checks = {
             "opset": MIN_OPSET <= self.opset <= MAX_OPSET,
             "calib_count": self.calib_count >= 2,
@@ -196,6 +207,7 @@ def export_model(
             int8_weights=options.int8_weights,
             quant_mode=options.quant_mode,
             max_drop=options.max_drop,
+            keep_float=options.keep_float,
         )
         exported = spec.load_writer()(job)
         metadata = _check_and_calibrate(spec, exported, job, run_metadata, options, say)

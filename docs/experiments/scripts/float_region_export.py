@@ -1,5 +1,6 @@
 """An OpenVINO INT8 export through the real export pipeline (its calibration set, its synthetic
-gate, its thresholds) with some default float regions quantized, then the real test set.
+gate, its thresholds) with some default float regions quantized (``ExportOptions.keep_float``),
+then the real test set.
 
 Unlike openvino_float_regions.py, which re-quantizes an fp32 IR and judges it on the training
 folder's images, this runs ``export_model`` itself, so a memory model is calibrated and gated
@@ -26,16 +27,15 @@ def main() -> None:
     parser.add_argument("--precisions", default="f32,bf16", help="inference precisions the test set is scored with")
     args = parser.parse_args()
 
-    import fractalad_edge.quantize as quantize
     from fractalad_edge.export.pipeline import ExportOptions, export_model
+    from fractalad_edge.quantize import DEFAULT_KEEP_FLOAT, float_regions
 
-    # the OpenVINO writer reads quantize.DEFAULT_KEEP_FLOAT when it runs, so this changes its regions
-    dropped = set(quantize.float_regions(r for r in args.quantize.split("+") if r))
-    quantize.DEFAULT_KEEP_FLOAT = tuple(r for r in quantize.DEFAULT_KEEP_FLOAT if r not in dropped)
-    print(f"float regions: {', '.join(r.value for r in quantize.DEFAULT_KEEP_FLOAT)}", flush=True)
+    dropped = set(float_regions(r for r in args.quantize.split("+") if r))
+    keep_float = tuple(r.value for r in DEFAULT_KEEP_FLOAT if r not in dropped)
+    print(f"float regions: {', '.join(keep_float)}", flush=True)
     metadata = export_model(
         args.run, format="openvino", out=args.out,
-        options=ExportOptions(precision="int8", calib_data=args.calib_data), force=True,
+        options=ExportOptions(precision="int8", calib_data=args.calib_data, keep_float=keep_float), force=True,
     )
     print(f"gate: {metadata.quantization}", flush=True)
     if args.eval is None:
