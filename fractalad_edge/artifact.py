@@ -225,6 +225,17 @@ class QuantizationReport:
     max_drop: float  # allowed drop in points (x100)
     passed: bool
     ignored_layers: tuple[str, ...] = ()
+    #: the same gate with the float layers in bf16 (OpenVINO on an export CPU with bf16
+    #: arithmetic); None: not checked. Runtimes run bf16 by default only where it passed.
+    bf16_image_auroc: float | None = None
+    bf16_pixel_auroc: float | None = None
+    bf16_passed: bool | None = None
+
+    def __post_init__(self) -> None:
+        bf16 = (self.bf16_image_auroc, self.bf16_pixel_auroc, self.bf16_passed)
+        if None in bf16 and any(value is not None for value in bf16):
+            msg = f"quantization.bf16_image_auroc, bf16_pixel_auroc and bf16_passed are set together or not at all, got {bf16}"
+            raise ConfigError(msg)
 
 
 @dataclass(frozen=True, kw_only=True)

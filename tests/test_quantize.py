@@ -7,6 +7,7 @@ the same Predictor, and the gate's decisions on measured numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import warnings
 from pathlib import Path
@@ -184,6 +185,77 @@ def test_openvino_quantizer_refuses_bad_requests(onnx_artifact, sets: tuple[Cali
         quantize_openvino_model(model, CalibrationSet([], calibration.config), spec)
     with pytest.raises(CalibrationError, match="validation set"):
         quantize_openvino_model(model, calibration, spec, mode="accuracy-control")
+
+
+@needs_openvino
+def test_openvino_int8_export_gates_bf16_float_layers_and_the_runtime_follows_the_verdict(
+    openvino_int8: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from fractalad_edge.artifact import write_metadata
+    from fractalad_edge.predictor import Predictor
+    from fractalad_edge.runtimes.openvino import cpu_has_bf16
+
+    def runs(directory: Path, **options: str) -> str:
+        with Predictor.load(directory, **options) as predictor:
+            return predictor.backend.describe()["inference_precision"]
+
+    report = read_metadata(openvino_int8).quantization
+    assert report is not None
+    if not cpu_has_bf16():
+        assert (report.bf16_image_auroc, report.bf16_pixel_auroc, report.bf16_passed) == (None, None, None)
+        assert runs(openvino_int8) == "f32"
+        pytest.skip("no bf16 arithmetic on this CPU: the bf16 gate cannot run here (checked that nothing is recorded)")
+    assert report.bf16_passed is True  # max_drop=100 in the fixture
+    assert 0.0 <= report.bf16_image_auroc <= 1.0 and 0.0 <= report.bf16_pixel_auroc <= 1.0
+    assert runs(openvino_int8) == "bf16"
+    assert runs(openvino_int8, inference_precision="f32") == "f32"  # the caller's choice wins
+    # the same files with a failed (or never run) bf16 gate run their float layers in f32
+    for verdict in ({"bf16_passed": False}, {"bf16_image_auroc": None, "bf16_pixel_auroc": None, "bf16_passed": None}):
+        copy = tmp_path / str(len(list(tmp_path.iterdir())))
+        shutil.copytree(openvino_int8, copy)
+        metadata = read_metadata(copy)
+        write_metadata(copy, dataclasses.replace(metadata, quantization=dataclasses.replace(report, **verdict)))
+        assert runs(copy) == "f32"
+        assert runs(copy, inference_precision="bf16") == "bf16"
+
+
+@needs_openvino
+def test_openvino_int8_keep_float_chooses_the_float_regions(openvino_int8: Path, tiny_run: Path, tmp_path: Path) -> None:
+    from fractalad_edge.errors import ExportError
+    from fractalad_edge.export import ExportOptions, export_model
+    from fractalad_edge.quantize import TEACHER_SCOPE
+
+    default = read_metadata(openvino_int8).quantization.ignored_layers
+    assert any(name.startswith(TEACHER_SCOPE) for name in default)
+    keep = tuple(r.value for r in DEFAULT_KEEP_FLOAT if r is not FloatRegion.TEACHER_STEM)
+    options = ExportOptions(precision=Precision.INT8, calib_count=8, parity_images=4, max_drop=100.0, keep_float=keep)
+    export_model(tiny_run, format="openvino", out=tmp_path / "stem-int8", options=options, progress=None)
+    layers = read_metadata(tmp_path / "stem-int8").quantization.ignored_layers
+    assert layers and not any(name.startswith(TEACHER_SCOPE) for name in layers) and set(layers) < set(default)
+
+    with pytest.raises(ConfigError, match="unknown float region"):
+        ExportOptions(precision=Precision.INT8, keep_float=("teacher",))
+    with pytest.raises(ConfigError, match="sequence"):
+        ExportOptions(precision=Precision.INT8, keep_float="csam")
+    with pytest.raises(ExportError, match="keep_float"):  # refused before any work where it would be ignored
+        export_model(tiny_run, format="onnx", out=tmp_path / "onnx", options=dataclasses.replace(options), progress=None)
+    with pytest.raises(ExportError, match="keep_float"):
+        export_model(tiny_run, format="openvino", out=tmp_path / "fp32", options=ExportOptions(keep_float=keep), progress=None)
+
+
+@needs_openvino
+def test_bf16_gate_fields_are_validated_in_metadata(openvino_int8: Path) -> None:
+    from fractalad_edge.artifact import ArtifactMetadata
+    from fractalad_edge.errors import ArtifactError
+
+    data = read_metadata(openvino_int8).to_dict()
+    data["quantization"].update(bf16_image_auroc=0.9, bf16_pixel_auroc=0.8, bf16_passed=False)
+    assert ArtifactMetadata.from_dict(data).quantization.bf16_passed is False
+    for broken, match in (({"bf16_passed": "yes"}, "bf16_passed"), ({"bf16_passed": None}, "together")):
+        with pytest.raises(ArtifactError, match=match):
+            ArtifactMetadata.from_dict({**data, "quantization": {**data["quantization"], **broken}})
 
 
 # -- onnxruntime ----------------------------------------------------------------------------------------
@@ -415,6 +487,16 @@ def test_gate_fails_a_candidate_that_lost_accuracy(reference_and_other, sets) ->
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a pass warns about nothing
         assert _gate(better, worse, sets, max_drop=drop + 0.01).passed
+
+    # the bf16 repeat records its verdict on the same numbers and refuses nothing
+    from fractalad_edge.quantize.gate import bf16_gate
+
+    for max_drop, passed in ((drop / 2, False), (drop + 0.01, True)):
+        checked = bf16_gate(better, worse, validation, dataclasses.replace(report, max_drop=max_drop))
+        assert checked.bf16_passed is passed and checked.passed is report.passed
+        assert (checked.bf16_image_auroc, checked.bf16_pixel_auroc) == pytest.approx(
+            (comparison.candidate_image_auroc, comparison.candidate_pixel_auroc)
+        )
 
 
 def test_gate_refuses_unusable_validation_sets(reference_and_other, sets) -> None:  # noqa: ANN001

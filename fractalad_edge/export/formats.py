@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 _CALIBRATION_OPTIONS = ("precision", "calib_data", "calib_count", "calib_seed", "anomaly_ratio", "parity_images", "tolerance")
 #: The int8 accuracy gate after quantization (every int8 format).
 _GATE_OPTIONS = ("max_drop", "allow_accuracy_drop")
-#: Options that only mean something for int8: the gate, the onnx weight range and the
-#: openvino quantization mode.
-INT8_OPTIONS = (*_GATE_OPTIONS, "int8_weights", "quant_mode")
+#: Options that only mean something for int8: the gate, the onnx weight range, the
+#: openvino quantization mode and its float regions.
+INT8_OPTIONS = (*_GATE_OPTIONS, "int8_weights", "quant_mode", "keep_float")
 #: int8 weight ranges of the onnx format: "reduced" (7-bit, every x86 CPU) or "full" (8-bit).
 INT8_WEIGHT_RANGES = ("reduced", "full")
 #: NNCF modes of the openvino format (fractalad_edge.quantize.openvino.MODES, kept here torch- and nncf-free).
@@ -57,6 +57,7 @@ class ExportJob:
     int8_weights: str = "reduced"  # onnx int8 weight range, one of INT8_WEIGHT_RANGES
     quant_mode: str = "ptq"  # openvino int8, one of QUANT_MODES
     max_drop: float = 0.5  # int8: allowed AUROC drop in points (the gate; accuracy-control's target)
+    keep_float: tuple[str, ...] | None = None  # openvino int8: FloatRegion values kept float; None: the defaults
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +72,9 @@ class ExportedModel:
     quantization: tuple[str, str] | None = None  # (toolchain, mode) of an int8 export
     float_layers: tuple[str, ...] = ()  # int8: graph nodes the quantizer left in float
     input_spec: InputSpec | None = None  # the graph's input, where the writer changed it (None: the run's)
+    #: int8 where the export device has bf16 arithmetic: the same files with the float layers
+    #: in bf16, which the gate checks too (quantization.bf16_passed); None: not offered
+    open_bf16_backend: Callable[[], Backend] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,7 +122,7 @@ FORMATS: Mapping[ModelFormat, FormatSpec] = MappingProxyType(
             FormatSpec(
                 format=ModelFormat.OPENVINO,
                 precisions=(Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8),
-                options=_CALIBRATION_OPTIONS + _GATE_OPTIONS + ("quant_mode",) + _GRAPH_OPTIONS,
+                options=_CALIBRATION_OPTIONS + _GATE_OPTIONS + ("quant_mode", "keep_float") + _GRAPH_OPTIONS,
                 runtime="openvino",
                 requires=("torch", "onnx", "onnxscript", "openvino"),
                 precision_requires={Precision.INT8: ("nncf",)},

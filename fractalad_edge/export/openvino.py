@@ -13,7 +13,10 @@ Precisions:
 - bf16: weights stored fp32, the runtime hints bf16 (CPUs with AVX512-BF16 or AMX).
 - int8: NNCF post-training quantization on the synthetic calibration set
   (``fractalad_edge.quantize.openvino``), or with ``quant_mode="accuracy-control"`` NNCF's
-  accuracy-controlled variant on the held-out synthetic set; then the accuracy gate.
+  accuracy-controlled variant on the held-out synthetic set; then the accuracy gate. On an
+  export CPU with bf16 arithmetic the gate runs a second time with the float layers in bf16
+  and records the verdict (``quantization.bf16_passed``): where it passed, the runtime runs
+  those layers in bf16 on CPUs that have it (runtimes/openvino.py).
 
 Input: the graph takes the resized frame as uint8 NHWC (``InputSpec.dtype="uint8"``).
 OpenVINO's PrePostProcessor adds the conversion to float, ``(x - mean) / std`` and the
@@ -38,7 +41,7 @@ from fractalad_edge.extras import require
 def write_openvino_artifact(job: ExportJob) -> ExportedModel:
     """ONNX -> ov.Model (-> NNCF int8) -> IR in ``job.directory``."""
     ov = require("openvino", "openvino")
-    from fractalad_edge.runtimes.openvino import OpenVINOBackend
+    from fractalad_edge.runtimes.openvino import OpenVINOBackend, cpu_has_bf16, openvino_device
 
     onnx_path = export_onnx(job.model, job.scratch / ONNX_FILENAME, input_size=job.input_spec.height, opset=job.opset)
     model = ov.convert_model(str(onnx_path))
@@ -48,19 +51,25 @@ def write_openvino_artifact(job: ExportJob) -> ExportedModel:
         from fractalad_edge.quantize import DEFAULT_KEEP_FLOAT
         from fractalad_edge.quantize.openvino import float_node_names, quantize_openvino_model
 
-        float_layers = tuple(float_node_names(model, DEFAULT_KEEP_FLOAT))
+        regions = DEFAULT_KEEP_FLOAT if job.keep_float is None else job.keep_float
+        float_layers = tuple(float_node_names(model, regions))
         job.progress(f"quantizing to int8 (NNCF {job.quant_mode}) on {len(job.calibration)} calibration images")
         model = quantize_openvino_model(
-            model, job.calibration, job.input_spec, validation=job.validation, mode=job.quant_mode, max_drop=job.max_drop
+            model, job.calibration, job.input_spec, validation=job.validation, mode=job.quant_mode, max_drop=job.max_drop,
+            keep_float=regions,
         )
         quantization = ("nncf", job.quant_mode)
     model, input_spec = uint8_input(model, job.input_spec)
     xml = job.directory / IR_FILENAME
     ov.save_model(model, str(xml), compress_to_fp16=job.precision is Precision.FP16)
+    bf16 = job.precision is Precision.INT8 and openvino_device(job.device) == "CPU" and cpu_has_bf16()
     return ExportedModel(
         input_spec=input_spec,
         files=(IR_FILENAME, IR_WEIGHTS_FILENAME),
         open_backend=lambda: OpenVINOBackend(xml, precision=job.precision, device=job.device),
+        open_bf16_backend=(
+            (lambda: OpenVINOBackend(xml, precision=job.precision, device=job.device, inference_precision="bf16")) if bf16 else None
+        ),
         checked_with=f"openvino {job.device}",
         checked_precision=job.precision,
         quantization=quantization,

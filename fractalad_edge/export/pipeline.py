@@ -25,6 +25,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fractalad_edge.artifact import (
     CHECKPOINT_FILENAME,
@@ -34,6 +35,8 @@ from fractalad_edge.artifact import (
     ArtifactMetadata,
     ModelFormat,
     Precision,
+    QuantizationReport,
+    ScoreCalibration,
     describe_files,
     now_iso,
     package_version,
@@ -55,6 +58,10 @@ from fractalad_edge.export.formats import (
 from fractalad_edge.export.onnx import MAX_OPSET, MIN_OPSET
 from fractalad_edge.export.parity import RECORDED_ONLY, compare_maps, enforce_parity, format_parity, tolerance_for
 from fractalad_edge.outputs import StagedOutput, check_output_folder, folder_is_empty
+
+if TYPE_CHECKING:
+    from fractalad_edge.predictor import Predictor
+    from fractalad_edge.runtimes.base import Backend
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +91,10 @@ class ExportOptions:
     #: the most harmful layers back to float until the synthetic validation set is within
     #: max_drop points; minutes per reverted layer on a small CPU)
     quant_mode: str = "ptq"
+    #: openvino int8: the graph regions kept in float (fractalad_edge.quantize.FloatRegion values,
+    #: e.g. ("csam", "flow", "classifier", "memory") to quantize the teacher's stem too);
+    #: None: quantize.DEFAULT_KEEP_FLOAT, chosen by measurement. The accuracy gate still decides.
+    keep_float: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -93,6 +104,13 @@ class ExportOptions:
             raise ConfigError(msg) from None
         if self.calib_data is not None:
             object.__setattr__(self, "calib_data", Path(self.calib_data))
+        if self.keep_float is not None:
+            from fractalad_edge.quantize import float_regions
+
+            if isinstance(self.keep_float, str):
+                msg = f"keep_float is a sequence of float region names, got the string {self.keep_float!r}; pass e.g. ('csam', 'flow')"
+                raise ConfigError(msg)
+            object.__setattr__(self, "keep_float", tuple(region.value for region in float_regions(self.keep_float)))
         checks = {
             "opset": MIN_OPSET <= self.opset <= MAX_OPSET,
             "calib_count": self.calib_count >= 2,
@@ -189,6 +207,7 @@ def export_model(
             int8_weights=options.int8_weights,
             quant_mode=options.quant_mode,
             max_drop=options.max_drop,
+            keep_float=options.keep_float,
         )
         exported = spec.load_writer()(job)
         metadata = _check_and_calibrate(spec, exported, job, run_metadata, options, say)
@@ -274,9 +293,36 @@ def _check_and_calibrate(
                 f"{quantization.quantized_pixel_auroc:.4f} (max drop {quantization.max_drop} points) -> "
                 f"{'passed' if quantization.passed else 'FAILED (kept: allow_accuracy_drop)'}"
             )
+            if exported.open_bf16_backend is not None:
+                quantization = _bf16_gate(exported.open_bf16_backend, reference, metadata, calibration, job, quantization, say)
     finally:
         backend.close()
     return dataclasses.replace(metadata, calibration=calibration, parity=parity, quantization=quantization)
+
+
+def _bf16_gate(
+    open_backend: Callable[[], Backend],
+    reference: Predictor,
+    metadata: ArtifactMetadata,
+    calibration: ScoreCalibration,
+    job: ExportJob,
+    quantization: QuantizationReport,
+    say: Callable[[str], None],
+) -> QuantizationReport:
+    """The int8 gate again with the float layers in bf16; the verdict goes into the report (a failure refuses nothing)."""
+    from fractalad_edge.predictor import Predictor
+    from fractalad_edge.quantize.gate import bf16_gate
+
+    backend = open_backend()
+    try:
+        checked = bf16_gate(reference, Predictor(backend, metadata).with_calibration(calibration), job.validation, quantization)
+    finally:
+        backend.close()
+    say(
+        f"int8 with bf16 float layers: image AUROC {checked.bf16_image_auroc:.4f}, pixel AUROC {checked.bf16_pixel_auroc:.4f} -> "
+        + ("passed: runs bf16 by default on CPUs with bf16 arithmetic" if checked.bf16_passed else "failed: runs f32")
+    )
+    return checked
 
 
 def _validation_count(options: ExportOptions) -> int:

@@ -10,6 +10,7 @@ case the artifact records ``passed=False``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from collections.abc import Sequence
@@ -162,3 +163,24 @@ def accuracy_gate(
                   RuntimeWarning, stacklevel=2)
     logger.warning("%s Accepted with --allow-accuracy-drop.", msg)
     return report
+
+
+def bf16_gate(reference: Predictor, candidate: Predictor, validation: CalibrationSet, report: QuantizationReport) -> QuantizationReport:
+    """``report`` with the gate repeated on ``candidate``: the same int8 model with its float layers in bf16.
+
+    Same validation set, score reduction and ``max_drop`` as the int8 gate. A failure refuses
+    nothing: the artifact records ``bf16_passed=False`` and runtimes keep f32 for those layers.
+    """
+    comparison = compare_on_validation(reference, candidate, validation, score=candidate.metadata.score)
+    checked = dataclasses.replace(
+        report,
+        bf16_image_auroc=comparison.candidate_image_auroc,
+        bf16_pixel_auroc=comparison.candidate_pixel_auroc,
+        bf16_passed=comparison.worst_drop <= report.max_drop,
+    )
+    logger.info(
+        "bf16 float layers %s the gate: image AUROC %.2f -> %.2f, pixel AUROC %.2f -> %.2f",
+        "passed" if checked.bf16_passed else "failed", 100 * comparison.reference_image_auroc,
+        100 * comparison.candidate_image_auroc, 100 * comparison.reference_pixel_auroc, 100 * comparison.candidate_pixel_auroc,
+    )
+    return checked

@@ -15,7 +15,9 @@ Float regions (:class:`~fractalad_edge.quantize.FloatRegion`) are found in the g
 passed as an ``IgnoredScope`` by node name. See :data:`DEFAULT_KEEP_FLOAT` for the measured
 choice. The teacher's stem joined the defaults on 2026-11-28: on magnetic tile, quantizing it
 cost 1.78 image-AUROC points on the real test set and keeping it float gained 0.87; on
-bottle both are within 0.35 points of fp32 (docs/experiments/int8-float-regions.md).
+bottle both are within 0.35 points of fp32 (docs/experiments/int8-float-regions.md). For
+magnetic tile's ``memory`` model, quantizing it cost 1.34 image points while the synthetic
+gate saw 0.39 (2026-12-01, docs/experiments/edge-speed.md), so it stays float.
 """
 
 from __future__ import annotations

@@ -119,8 +119,6 @@ def main() -> None:
         return
     import openvino as ov
 
-    from fractalad_edge.runtimes.openvino import PRECISION_HINTS
-
     core = ov.Core()
     for name, predictor in predictors.items():
         backend = predictor.backend
@@ -130,7 +128,7 @@ def main() -> None:
         config = {
             "PERF_COUNT": True,
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[predictor.metadata.precision],
+            "INFERENCE_PRECISION_HINT": backend.inference_precision(),  # what the predictor runs (bf16 where its gate passed)
             **({} if args.threads is None else {"INFERENCE_NUM_THREADS": args.threads}),
         }
         compiled = core.compile_model(model, "CPU", config)
