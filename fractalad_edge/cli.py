@@ -19,6 +19,7 @@ import typer
 
 from fractalad_edge.errors import FractalADError
 from fractalad_edge.method import FusionRule, Method
+from fractalad_edge.threshold_rule import DEFAULT_TARGET_FPR
 
 app = typer.Typer(
     name="fractalad-edge",
@@ -383,7 +384,7 @@ def calibrate(
     normal: Path = typer.Option(..., "--normal", help="Folder of normal images (or an MVTec category: uses train/good)."),
     defects: Optional[Path] = typer.Option(None, help="Optional MVTec category with real labelled defects in test/."),
     method: str = typer.Option("f1", help="f1 (F1-optimal on synthetic anomalies) or fpr (target false-alarm rate on normals)."),
-    target_fpr: float = typer.Option(0.01, help="False-alarm rate for --method fpr."),
+    target_fpr: float = typer.Option(DEFAULT_TARGET_FPR, help="False-alarm rate for --method fpr."),
     count: int = typer.Option(64),
     seed: int = typer.Option(2026),
     runtime: Optional[str] = typer.Option(None),

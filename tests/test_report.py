@@ -22,6 +22,7 @@ from fractalad_edge.report import gallery_cards, render_html, write_bench_html, 
 from fractalad_edge.report.gallery import THUMBNAIL_HEIGHT, thumbnail
 from fractalad_edge.report.html import ReportPage
 from fractalad_edge.report.tables import defect_table
+from fractalad_edge.threshold_rule import ThresholdRule
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32  # model input and map side
@@ -43,7 +44,7 @@ def _metadata(threshold: float = 0.5) -> ArtifactMetadata:
         score=ScoreSpec(reduction="max"), files=(ModelFile(path="model.safetensors", sha256="0" * 64),),
         calibration=ScoreCalibration(
             image_threshold=threshold, image_min=0.0, image_max=1.0, pixel_threshold=0.5, pixel_min=0.0, pixel_max=1.0,
-            method="f1-synthetic", source="synthetic",
+            rule=ThresholdRule(), source="synthetic",
         ),
     )
 

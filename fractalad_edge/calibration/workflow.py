@@ -15,10 +15,11 @@ import numpy as np
 
 from fractalad_edge.artifact import ScoreCalibration, read_metadata, write_metadata
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
-from fractalad_edge.calibration.thresholds import DEFAULT_TARGET_FPR, ThresholdMethod, calibrate_scores, fit_thresholds
+from fractalad_edge.calibration.thresholds import calibrate_scores, fit_thresholds
 from fractalad_edge.data.datasets import find_training_images
 from fractalad_edge.errors import ConfigError
 from fractalad_edge.preprocess import image_scores
+from fractalad_edge.threshold_rule import DEFAULT_TARGET_FPR, ThresholdMethod, ThresholdRule
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,7 +30,7 @@ class RecalibrationResult:
     model: Path
 
     def summary(self) -> str:
-        lines = [f"thresholds written to {self.model / 'metadata.json'} ({self.written.source}, {self.written.method}):"]
+        lines = [f"thresholds written to {self.model / 'metadata.json'} ({self.written.source}, {self.written.rule.label}):"]
         for name, cal in (("synthetic anomalies", self.synthetic), ("real defects", self.real)):
             if cal is not None:
                 lines.append(
@@ -58,6 +59,7 @@ def recalibrate(
     except ValueError:
         msg = f"--method must be 'f1' or 'fpr', got {method!r}"
         raise ConfigError(msg) from None
+    rule = ThresholdRule.of(threshold_method, target_fpr)
     model = Path(model)
     metadata = read_metadata(model)
     predictor = Predictor.load(model, runtime=runtime)
@@ -65,7 +67,7 @@ def recalibrate(
     calibration_set, _ = build_calibration_sets(find_training_images(normal), config)
     synthetic = calibrate_scores(
         predictor, calibration_set.images, calibration_set.labels, calibration_set.masks,
-        method=threshold_method, target_fpr=target_fpr, source="synthetic", seed=seed,
+        rule=rule, source="synthetic", seed=seed,
     )
     real = None
     if defects is not None:
@@ -74,7 +76,7 @@ def recalibrate(
         labels = np.array([s.label for s in test_set.samples])
         real = fit_thresholds(
             maps, labels, test_set.masks, image_scores(maps, metadata.score),
-            method=threshold_method, target_fpr=target_fpr, source="real",
+            rule=rule, source="real",
         )
     written = real or synthetic
     write_metadata(model, dataclasses.replace(metadata, calibration=written))
