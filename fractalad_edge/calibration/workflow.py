@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fractalad_edge.artifact import ScoreCalibration, read_metadata, write_metadata
+from fractalad_edge.artifact import METADATA_FILENAME, ScoreCalibration, read_metadata, write_metadata
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
+from fractalad_edge.calibration.defaults import CALIBRATION_COUNT, CALIBRATION_SEED
 from fractalad_edge.calibration.thresholds import calibrate_scores, fit_thresholds
 from fractalad_edge.data.datasets import find_training_images
 from fractalad_edge.errors import ConfigError
@@ -30,7 +31,7 @@ class RecalibrationResult:
     model: Path
 
     def summary(self) -> str:
-        lines = [f"thresholds written to {self.model / 'metadata.json'} ({self.written.source}, {self.written.rule.label}):"]
+        lines = [f"thresholds written to {self.model / METADATA_FILENAME} ({self.written.source}, {self.written.rule.label}):"]
         for name, cal in (("synthetic anomalies", self.synthetic), ("real defects", self.real)):
             if cal is not None:
                 lines.append(
@@ -47,8 +48,8 @@ def recalibrate(
     defects: str | Path | None = None,
     method: str = "f1",
     target_fpr: float = DEFAULT_TARGET_FPR,
-    count: int = 64,
-    seed: int = 2026,
+    count: int = CALIBRATION_COUNT,
+    seed: int = CALIBRATION_SEED,
     runtime: str | None = None,
 ) -> RecalibrationResult:
     from fractalad_edge.data.test_set import load_test_set

@@ -41,6 +41,7 @@ from fractalad_edge.artifact import (
     write_metadata,
 )
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
+from fractalad_edge.calibration.defaults import ANOMALY_RATIO, CALIBRATION_COUNT, CALIBRATION_SEED
 from fractalad_edge.calibration.thresholds import calibrate_scores
 from fractalad_edge.errors import CalibrationError, ConfigError, ExportError, FractalADError, OutputExistsError
 from fractalad_edge.export.formats import (
@@ -66,9 +67,9 @@ class ExportOptions:
     opset: int = 17  # GridSample needs >= 16; TensorRT 8.6 (JetPack 6) reads up to 17
     #: normal images for int8 calibration and the threshold refit; default: the run's training folder
     calib_data: Path | None = None
-    calib_count: int = 64
-    calib_seed: int = 2026
-    anomaly_ratio: float = 0.5  # share of calibration images carrying a fractal anomaly
+    calib_count: int = CALIBRATION_COUNT
+    calib_seed: int = CALIBRATION_SEED
+    anomaly_ratio: float = ANOMALY_RATIO  # share of calibration images carrying a fractal anomaly
     max_drop: float = 0.5  # int8 accuracy gate: allowed AUROC drop in points (x100)
     allow_accuracy_drop: bool = False  # int8: keep a model that fails the gate (recorded as failed)
     parity_images: int = 8  # held-out synthetic images compared with the torch model
