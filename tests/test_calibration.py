@@ -235,3 +235,18 @@ def test_metadata_written_before_schema_3_keeps_its_threshold_label(tiny_run: Pa
     (model / METADATA_FILENAME).write_text(json.dumps(data))
     with pytest.raises(ArtifactError, match="'f1' or 'fpr@<rate>'"):
         read_metadata(model)
+
+
+def test_export_refits_thresholds_with_the_runs_rule(tiny_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from fractalad_edge.export import ExportOptions, export_model
+
+    rule = ThresholdRule.of("fpr", 0.2)
+    run = _model_with_rule(tiny_run, tmp_path / "run", rule)
+    messages: list[str] = []
+    metadata = export_model(
+        run, format="onnx", out=tmp_path / "onnx", options=ExportOptions(calib_count=8, parity_images=4), progress=messages.append
+    )
+    assert metadata.calibration is not None and metadata.calibration.rule == rule
+    assert any("fpr@0.2" in m for m in messages)  # the refit says which rule it kept
