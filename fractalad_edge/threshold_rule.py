@@ -60,9 +60,6 @@ class ThresholdRule:
         """Short text for messages: ``f1`` or ``fpr@0.05`` (the form metadata version <= 2 stored)."""
         return self.method.value if self.method is ThresholdMethod.F1 else f"fpr@{self.target_fpr:g}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method.value, "target_fpr": self.target_fpr}
-
     @classmethod
     def from_dict(cls, data: Any) -> ThresholdRule:
         """The ``calibration.rule`` object of metadata; unknown or missing fields are refused."""
