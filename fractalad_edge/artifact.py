@@ -25,10 +25,13 @@ from typing import Any
 
 from fractalad_edge.errors import ArtifactError, ArtifactIntegrityError, ConfigError, SchemaVersionError
 from fractalad_edge.method import MemoryConfig, Method, parse_method
+from fractalad_edge.threshold_rule import ThresholdRule
 
 #: 2: ``model`` may carry ``method`` and ``memory`` (the memory branch: fractalad_edge/method.py,
 #: validated here); a version-1 file has neither and reads as method ``fractalad``.
-SCHEMA_VERSION = 2
+#: 3: ``calibration.rule`` (a :class:`ThresholdRule` object) replaces the ``calibration.method``
+#: label; files of version <= 2 still read (their label is parsed once, on load).
+SCHEMA_VERSION = 3
 METADATA_FILENAME = "metadata.json"
 #: model file names inside an artifact directory, named once for the writers and the runtimes
 MODEL_FILENAME = "model.safetensors"  # torch: the FractalAD state dict
@@ -149,7 +152,7 @@ class ScoreCalibration:
     pixel_threshold: float
     pixel_min: float
     pixel_max: float
-    method: str  # e.g. "f1-synthetic", "fpr-normal@0.01", "f1-real"
+    rule: ThresholdRule  # how image_threshold was chosen: f1, or fpr at a target false-alarm rate
     source: str  # "synthetic" (no real defects used) or "real"
     num_normal: int = 0
     num_anomalous: int = 0
@@ -166,7 +169,9 @@ class ScoreCalibration:
                 f"image [{self.image_min}, {self.image_max}], pixel [{self.pixel_min}, {self.pixel_max}]"
             )
             raise ConfigError(msg)
-        _check_str(self.method, "calibration.method")
+        if not isinstance(self.rule, ThresholdRule):
+            msg = f"calibration.rule must be a ThresholdRule, got {self.rule!r:.60}"
+            raise ConfigError(msg)
         _check_int(self.num_normal, "calibration.num_normal", low=0)
         _check_int(self.num_anomalous, "calibration.num_anomalous", low=0)
         if self.seed is not None:
@@ -371,7 +376,7 @@ class ArtifactMetadata:
                 input=InputSpec(**_section(data, "input", InputSpec)),
                 score=ScoreSpec(**_section(data, "score", ScoreSpec)),
                 files=tuple(ModelFile(**_checked_mapping(f, ModelFile, "files[]")) for f in files),
-                calibration=_build(ScoreCalibration, _section(data, "calibration", ScoreCalibration, optional=True)),
+                calibration=_build(ScoreCalibration, _calibration_section(data, version)),
                 parity=_build(ParityReport, _section(data, "parity", ParityReport, optional=True)),
                 quantization=_build(QuantizationReport, quantization),
                 engine=_build(EngineInfo, _section(data, "engine", EngineInfo, optional=True)),
@@ -447,6 +452,18 @@ def _section(data: Mapping[str, Any], key: str, kind: type, *, optional: bool = 
     if optional and data.get(key) is None:
         return None
     return _checked_mapping(data[key], kind, key)
+
+
+def _calibration_section(data: Mapping[str, Any], version: int) -> dict[str, Any] | None:
+    """``calibration`` with its threshold rule built: an object since version 3, a label before."""
+    section = data.get("calibration")
+    if version < 3 and isinstance(section, Mapping) and "method" in section:
+        section = {("rule" if k == "method" else k): v for k, v in section.items()}
+        section["rule"] = ThresholdRule.from_label(section["rule"])
+    fields = _section({"calibration": section}, "calibration", ScoreCalibration, optional=True)
+    if fields is not None and not isinstance(fields["rule"], ThresholdRule):
+        fields["rule"] = ThresholdRule.from_dict(fields["rule"])
+    return fields
 
 
 def _build(kind: type, fields: Mapping[str, Any] | None) -> Any:
@@ -529,6 +546,8 @@ def write_metadata(directory: str | Path, metadata: ArtifactMetadata) -> Path:
     # at the same time) never leaves half a metadata file.
     from fractalad_edge.outputs import atomic_write_text
 
+    # written in this version's form, whatever version the metadata was read as
+    metadata = dataclasses.replace(metadata, schema_version=SCHEMA_VERSION)
     atomic_write_text(path, json.dumps(metadata.to_dict(), indent=2) + "\n")
     return path
 

@@ -17,8 +17,10 @@ from typing import Any, Optional, TypeVar
 
 import typer
 
+from fractalad_edge.calibration.defaults import CALIBRATION_COUNT, CALIBRATION_SEED
 from fractalad_edge.errors import FractalADError
 from fractalad_edge.method import FusionRule, Method
+from fractalad_edge.threshold_rule import DEFAULT_TARGET_FPR
 
 app = typer.Typer(
     name="fractalad-edge",
@@ -335,8 +337,8 @@ def export(
     out: Path = typer.Option(..., "--out"),
     precision: str = typer.Option("fp32", help="fp32, fp16, bf16 or int8 (what each format accepts is checked first)."),
     calib_data: Optional[Path] = typer.Option(None, help="Normal images for INT8 calibration and thresholds (default: the training folder)."),
-    calib_count: int = typer.Option(64, help="Calibration samples (half get a fractal anomaly)."),
-    calib_seed: int = typer.Option(2026),
+    calib_count: int = typer.Option(CALIBRATION_COUNT, help="Calibration samples (half get a fractal anomaly)."),
+    calib_seed: int = typer.Option(CALIBRATION_SEED),
     max_drop: float = typer.Option(0.5, help="INT8 accuracy gate: allowed AUROC drop in points on held-out synthetic anomalies."),
     allow_accuracy_drop: bool = typer.Option(
         False, help="Write the model even if the gate fails (recorded in metadata).", show_default=False
@@ -383,9 +385,9 @@ def calibrate(
     normal: Path = typer.Option(..., "--normal", help="Folder of normal images (or an MVTec category: uses train/good)."),
     defects: Optional[Path] = typer.Option(None, help="Optional MVTec category with real labelled defects in test/."),
     method: str = typer.Option("f1", help="f1 (F1-optimal on synthetic anomalies) or fpr (target false-alarm rate on normals)."),
-    target_fpr: float = typer.Option(0.01, help="False-alarm rate for --method fpr."),
-    count: int = typer.Option(64),
-    seed: int = typer.Option(2026),
+    target_fpr: float = typer.Option(DEFAULT_TARGET_FPR, help="False-alarm rate for --method fpr."),
+    count: int = typer.Option(CALIBRATION_COUNT),
+    seed: int = typer.Option(CALIBRATION_SEED),
     runtime: Optional[str] = typer.Option(None),
 ) -> None:
     """Set decision thresholds without re-exporting (synthetic anomalies; real defects if given)."""

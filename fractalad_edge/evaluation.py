@@ -48,6 +48,14 @@ class ThresholdCheck:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReductionScores:
+    """Image-level numbers of one score reduction."""
+
+    image_auroc: float
+    image_f1_max: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class AccuracyReport:
     category: str
     runtime: str
@@ -59,7 +67,7 @@ class AccuracyReport:
     aupro: float
     image_f1_max: float
     reduction: str
-    by_reduction: dict[str, dict[str, float]]  # image AUROC and F1-max per reduction
+    by_reduction: dict[str, ReductionScores]  # reduction name -> image AUROC and F1-max
     calibrated: ThresholdCheck | None  # the artifact's own threshold on the real labels
     oracle: ThresholdCheck  # F1-optimal threshold chosen on the test set (the ceiling)
     per_defect_auroc: dict[str, float]
@@ -99,7 +107,7 @@ def evaluate_predictor(
     by_reduction = {}
     for spec in REDUCTIONS:
         scores = image_scores(maps, spec)
-        by_reduction[reduction_name(spec)] = {"image_auroc": roc_auc(labels, scores), "image_f1_max": f1_max(labels, scores)[0]}
+        by_reduction[reduction_name(spec)] = ReductionScores(image_auroc=roc_auc(labels, scores), image_f1_max=f1_max(labels, scores)[0])
     spec = predictor.metadata.score
     scores = image_scores(maps, spec)
     has_masks = bool(test_set.masks.any())
@@ -180,7 +188,7 @@ def write_report(report: AccuracyReport, out: Path) -> None:
     lines += ["## Image score reductions", "", "| reduction | image AUROC | F1-max |", "|---|---|---|"]
     for name, values in report.by_reduction.items():
         marker = " (used)" if name == report.reduction else ""
-        lines.append(f"| {name}{marker} | {100 * values['image_auroc']:.2f} | {100 * values['image_f1_max']:.2f} |")
+        lines.append(f"| {name}{marker} | {100 * values.image_auroc:.2f} | {100 * values.image_f1_max:.2f} |")
     lines += ["", "## Thresholds on the real test labels", "", "| threshold | value | F1 | precision | recall | false-alarm rate |", "|---|---|---|---|---|---|"]
     for name, check in (("calibrated (no real defects)", report.calibrated), ("F1-optimal on test (ceiling)", report.oracle)):
         if check is not None:

@@ -25,6 +25,7 @@ from fractalad_edge.bench.render_plot import plot_report
 from fractalad_edge.bench.report import BenchReport, ConfigResult, write_reports
 from fractalad_edge.bench.system import capture_environment, cpu_model, package_versions
 from fractalad_edge.errors import ConfigError
+from fractalad_edge.evaluation import AccuracyReport, ThresholdCheck
 from fractalad_edge.runtimes.base import RUNTIMES, Backend, RuntimeEntry, register_runtime
 
 # --------------------------------------------------------------------------- timing
@@ -158,11 +159,19 @@ def test_unavailable_names_device_or_package() -> None:
 # --------------------------------------------------------------------------- report rendering
 
 
+def _accuracy(pixel_auroc: float | None) -> AccuracyReport:
+    check = ThresholdCheck(threshold=0.5, f1=0.85, precision=0.8, recall=0.9, false_alarm_rate=0.1)
+    return AccuracyReport(
+        category="widget", runtime="torch", precision="fp32", num_images=6, num_anomalous=3, image_auroc=0.9,
+        pixel_auroc=math.nan if pixel_auroc is None else pixel_auroc, aupro=0.8, image_f1_max=0.9, reduction="max",
+        by_reduction={}, calibrated=check, oracle=check, per_defect_auroc={}, seconds=0.1,
+    )
+
+
 def _row(name: str, p50_ms: float, spread: float, pixel_auroc: float | None) -> ConfigResult:
     runtime, precision = name.split("-")
     samples = [p50_ms * (1 + spread * (i - 4.5) / 9) / 1e3 for i in range(10)]
-    accuracy = {"image_auroc": 0.9, "aupro": 0.8, "calibrated": {"f1": 0.85, "false_alarm_rate": 0.1}}
-    accuracy["pixel_auroc"] = float("nan") if pixel_auroc is None else pixel_auroc
+    accuracy = _accuracy(pixel_auroc)
     return ConfigResult(
         name=name, runtime=runtime, precision=precision, device="cpu", format=runtime, size_mb=3.0, accuracy=accuracy,
         latency=latency_report([(t, t / 10, t * 0.8, t / 10) for t in samples]),
@@ -173,7 +182,7 @@ def _report(rows: tuple[ConfigResult, ...]) -> BenchReport:
     return BenchReport(
         category="widget", run_dir="runs/widget", data="data/widget", model={"backbone": "efficientnet_lite0"}, input_size=64,
         macs=None, test_images=6, test_anomalous=3, test_images_available=6, reference=rows[0].name,
-        config={"device": "cpu", "threads": None, "throughput_batch": 8, "runs": 10, "rounds": 2, "warmup": 1},
+        config=BenchConfig(threads=None, throughput_batch=8, runs=10, rounds=2, warmup=1),
         environment=capture_environment(), results=rows, seconds=1.0,
     )
 
@@ -190,8 +199,11 @@ def test_report_flags_noisy_timing_and_writes_all_three_files(tmp_path: Path) ->
     assert "| tensorrt-fp32 | cpu | failed: no GPU |" in markdown
     table = console_table(report)
     assert "tensorrt-fp32: failed: no GPU" in table and "noisy timing" in table
-    assert set(report.files) == {"markdown", "json", "png"}
+    assert report.files is not None and report.files.png == str(tmp_path / "report.png")
     data = json.loads((tmp_path / "report.json").read_text())
+    assert data["files"] == {"markdown": report.files.markdown, "json": report.files.json, "png": report.files.png}
+    assert data["config"]["throughput_batch"] == 8 and data["results"][0]["accuracy"]["calibrated"]["f1"] == 0.85
+    assert "overlays" not in data["results"][0]["accuracy"]
     assert data["results"][0]["latency"]["full"]["count"] == 10
     assert len(data["results"][0]["latency"]["full"]["samples_ms"]) == 10
 
@@ -305,15 +317,16 @@ def test_every_working_row_has_latency_accuracy_and_memory(bench_out) -> None:
         assert 0 < lat.full.p10_ms <= lat.full.p50_ms <= lat.full.p90_ms <= lat.full.max_ms
         assert lat.preprocess.p50_ms > 0 and lat.inference.p50_ms > 0 and lat.postprocess.p50_ms > 0
         assert row.throughput is not None and row.throughput.images_per_second > 0
-        assert 0.0 <= row.metric("image_auroc") <= 1.0 and 0.0 <= row.metric("pixel_auroc") <= 1.0
-        assert 0.0 <= row.metric("aupro") <= 1.0
-        assert row.accuracy["num_images"] == 6 and row.accuracy["num_anomalous"] == 3
+        assert row.accuracy is not None
+        assert 0.0 <= row.accuracy.image_auroc <= 1.0 and 0.0 <= row.accuracy.pixel_auroc <= 1.0
+        assert 0.0 <= row.accuracy.aupro <= 1.0
+        assert row.accuracy.num_images == 6 and row.accuracy.num_anomalous == 3
         assert row.size_mb > 0 and row.gflops_per_second > 0
         assert row.memory is not None and row.memory.peak_mb >= row.memory.loaded_mb > row.memory.baseline_mb > 0
     reference = report.result("torch-fp32")
     assert report.reference == "torch-fp32" and reference.speedup == 1.0 and reference.map_max_abs_diff == 0.0
     onnx = report.result("onnxruntime-fp32")
-    assert onnx.parity is not None and onnx.parity["passed"]
+    assert onnx.parity is not None and onnx.parity.passed
     assert onnx.map_mean_abs_diff < 1e-3, "fp32 ONNX must reproduce the torch maps on the test set"
     openvino = report.result("openvino-fp32")
     assert openvino.async_throughput is not None and openvino.async_throughput.images_per_second > 0
@@ -326,7 +339,7 @@ def test_unrunnable_configurations_are_rows_that_say_why(bench_out) -> None:
     trt = report.result("tensorrt-fp32")
     assert trt.status.startswith("failed:") and "tensorrt" in trt.status
     assert trt.latency is None and trt.artifact is None  # refused before any export work
-    markdown = Path(report.files["markdown"]).read_text()
+    markdown = Path(report.files.markdown).read_text()
     assert trt.status in markdown
 
 
@@ -370,10 +383,10 @@ def test_int8_rows_carry_the_quantization_report(bench_out, tiny_run: Path) -> N
     for name in ("onnxruntime-int8", "openvino-int8"):
         row = report.result(name)
         assert row.ok, row.status
-        assert row.quantization is not None and row.quantization["calibration_images"] == _CALIB_COUNT
-        assert row.latency is not None and 0.0 <= row.metric("pixel_auroc") <= 1.0
+        assert row.quantization is not None and row.quantization.calibration_images == _CALIB_COUNT
+        assert row.latency is not None and row.accuracy is not None and 0.0 <= row.accuracy.pixel_auroc <= 1.0
         assert row.map_mean_abs_diff is not None and row.map_mean_abs_diff > 0  # int8 is not bit-exact
-        if not row.quantization["passed"]:  # random weights: the gate may fail; the row still measures and says so
+        if not row.quantization.passed:  # random weights: the gate may fail; the row still measures and says so
             assert any("gate FAILED" in note for note in row.notes)
 
 
@@ -448,4 +461,4 @@ def test_a_registered_runtime_runs_through_predictor_and_the_bench(
     row = report.result("plain-onnx-fp32")
     assert row.ok, row.status
     assert row.format == "onnx" and row.latency is not None and row.throughput is not None
-    assert 0.0 <= row.metric("pixel_auroc") <= 1.0 and report.reference == row.name
+    assert row.accuracy is not None and 0.0 <= row.accuracy.pixel_auroc <= 1.0 and report.reference == row.name

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fractalad_edge.artifact import ScoreSpec
-from fractalad_edge.calibration import CalibrationConfig, ThresholdMethod, build_calibration_sets, calibrate_scores
-from fractalad_edge.calibration.thresholds import fit_thresholds, method_label, parse_method_label
-from fractalad_edge.errors import CalibrationError, ConfigError
+from fractalad_edge.artifact import METADATA_FILENAME, ScoreSpec, read_metadata, write_metadata
+from fractalad_edge.calibration import CalibrationConfig, ThresholdMethod, ThresholdRule, build_calibration_sets, calibrate_scores
+from fractalad_edge.calibration.thresholds import fit_thresholds
+from fractalad_edge.errors import ArtifactError, CalibrationError, ConfigError
 from fractalad_edge.preprocess import image_scores, normalize_image_scores, normalize_pixel_map
 
 SIZE = 64
@@ -105,11 +108,11 @@ def _hand_made(n_normal: int = 20, n_anomalous: int = 10, size: int = 8) -> tupl
 def test_f1_threshold_separates_separable_scores() -> None:
     maps, labels, masks = _hand_made()
     scores = maps.reshape(len(maps), -1).max(axis=1)
-    calibration = fit_thresholds(maps, labels, masks, scores, method=ThresholdMethod.F1, seed=3)
+    calibration = fit_thresholds(maps, labels, masks, scores, rule=ThresholdRule(method=ThresholdMethod.F1), seed=3)
     assert scores[labels == 0].max() < calibration.image_threshold <= scores[labels == 1].min()
     assert 0.3 <= calibration.pixel_threshold <= maps[masks].min()
     assert (calibration.num_normal, calibration.num_anomalous, calibration.seed) == (20, 10, 3)
-    assert calibration.method == "f1" and calibration.source == "synthetic"
+    assert calibration.rule == ThresholdRule(method=ThresholdMethod.F1, target_fpr=None) and calibration.source == "synthetic"
 
 
 def test_fpr_threshold_keeps_the_false_alarm_rate_on_normals() -> None:
@@ -120,11 +123,11 @@ def test_fpr_threshold_keeps_the_false_alarm_rate_on_normals() -> None:
     labels = np.zeros(n, dtype=np.int64)  # fpr needs no anomalies at all
     masks = np.zeros((n, 4, 4), dtype=bool)
     for target in (0.01, 0.05, 0.2):
-        calibration = fit_thresholds(maps, labels, masks, scores, method=ThresholdMethod.FPR, target_fpr=target)
+        calibration = fit_thresholds(maps, labels, masks, scores, rule=ThresholdRule(method=ThresholdMethod.FPR, target_fpr=target))
         false_alarms = float((scores >= calibration.image_threshold).mean())
         assert false_alarms <= target
         assert false_alarms >= target - 2.0 / n  # and not far stricter than asked
-        assert calibration.method == f"fpr@{target:g}"
+        assert calibration.rule.target_fpr == target
     assert calibration.pixel_threshold == 0.5  # no anomalous pixels: the sigmoid midpoint
 
 
@@ -133,9 +136,12 @@ def test_f1_without_anomalies_is_refused_and_fpr_range_checked() -> None:
     normal = labels == 0
     scores = maps.reshape(len(maps), -1).max(axis=1)
     with pytest.raises(CalibrationError, match="fpr"):
-        fit_thresholds(maps[normal], labels[normal], masks[normal], scores[normal], method=ThresholdMethod.F1)
-    with pytest.raises(CalibrationError, match="false-alarm"):
-        fit_thresholds(maps, labels, masks, scores, method=ThresholdMethod.FPR, target_fpr=1.0)
+        fit_thresholds(maps[normal], labels[normal], masks[normal], scores[normal], rule=ThresholdRule(method=ThresholdMethod.F1))
+    for rate in (0.0, 1.0, float("nan"), None):
+        with pytest.raises(ConfigError, match="false-alarm rate in"):
+            ThresholdRule(method=ThresholdMethod.FPR, target_fpr=rate)
+    with pytest.raises(ConfigError, match="takes none"):
+        ThresholdRule(method=ThresholdMethod.F1, target_fpr=0.05)
     with pytest.raises(CalibrationError, match="normal"):
         fit_thresholds(maps[~normal], labels[~normal], masks[~normal], scores[~normal])
 
@@ -191,14 +197,56 @@ def test_f1_threshold_sits_in_the_middle_of_the_best_gap() -> None:
     assert f1_threshold(np.array([1, 1, 0]), np.array([0.2, 0.3, 0.9])) == pytest.approx(0.2)
 
 
-def test_the_threshold_rule_in_metadata_reads_back_as_the_rule_that_wrote_it() -> None:
+def _model_with_rule(tiny_run: Path, model: Path, rule: ThresholdRule) -> Path:
+    """A copy of the run whose metadata carries thresholds fitted with ``rule``."""
     rng = np.random.default_rng(0)
     labels = np.array([0] * 20 + [1] * 20)
     maps = rng.random((40, 8, 8)).astype(np.float32)
-    masks = np.zeros((40, 8, 8), dtype=bool)
     scores = image_scores(maps, ScoreSpec()) + labels
-    for method, fpr in ((ThresholdMethod.F1, 0.01), (ThresholdMethod.FPR, 0.05)):
-        written = fit_thresholds(maps, labels, masks, scores, method=method, target_fpr=fpr).method
-        assert written == method_label(method, fpr)
-        assert parse_method_label(written) == (method, fpr)
-    assert parse_method_label("f1-real") == (ThresholdMethod.F1, 0.01)
+    written = fit_thresholds(maps, labels, np.zeros((40, 8, 8), dtype=bool), scores, rule=rule)
+    shutil.copytree(tiny_run, model)
+    write_metadata(model, dataclasses.replace(read_metadata(tiny_run), calibration=written))
+    return model
+
+
+def test_the_threshold_rule_in_metadata_reads_back_as_the_rule_that_wrote_it(tiny_run: Path, tmp_path: Path) -> None:
+    for rule in (ThresholdRule(), ThresholdRule.of("fpr", 0.05)):
+        model = _model_with_rule(tiny_run, tmp_path / rule.method.value, rule)
+        stored = json.loads((model / METADATA_FILENAME).read_text())["calibration"]["rule"]
+        assert stored == {"method": rule.method.value, "target_fpr": rule.target_fpr}  # a small object, no label to parse
+        assert read_metadata(model).calibration.rule == rule
+    assert ThresholdRule.of("f1", 0.05) == ThresholdRule()  # --target-fpr is for the fpr method only
+
+
+@pytest.mark.parametrize(("label", "rule"), [("f1", ThresholdRule()), ("fpr@0.05", ThresholdRule.of("fpr", 0.05))])
+def test_metadata_written_before_schema_3_keeps_its_threshold_label(tiny_run: Path, tmp_path: Path, label: str, rule: ThresholdRule) -> None:
+    model = _model_with_rule(tiny_run, tmp_path / "old", ThresholdRule.of("fpr", 0.2))
+    data = json.loads((model / METADATA_FILENAME).read_text())
+    data["schema_version"] = 2  # the old form: calibration.method, a label string
+    data["calibration"]["method"] = label
+    del data["calibration"]["rule"]
+    (model / METADATA_FILENAME).write_text(json.dumps(data))
+    assert read_metadata(model).calibration.rule == rule
+    data["calibration"]["method"] = "fpr@2"
+    (model / METADATA_FILENAME).write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="false-alarm rate in"):
+        read_metadata(model)
+    data["calibration"]["method"] = "f1-guess"
+    (model / METADATA_FILENAME).write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="'f1' or 'fpr@<rate>'"):
+        read_metadata(model)
+
+
+def test_export_refits_thresholds_with_the_runs_rule(tiny_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from fractalad_edge.export import ExportOptions, export_model
+
+    rule = ThresholdRule.of("fpr", 0.2)
+    run = _model_with_rule(tiny_run, tmp_path / "run", rule)
+    messages: list[str] = []
+    metadata = export_model(
+        run, format="onnx", out=tmp_path / "onnx", options=ExportOptions(calib_count=8, parity_images=4), progress=messages.append
+    )
+    assert metadata.calibration is not None and metadata.calibration.rule == rule
+    assert any("fpr@0.2" in m for m in messages)  # the refit says which rule it kept

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from fractalad_edge.artifact import ArtifactMetadata, InputSpec, ModelFile, ScoreCalibration, ScoreSpec
-from fractalad_edge.bench.report import BenchReport, ConfigResult
+from fractalad_edge.bench.config import BenchConfig
+from fractalad_edge.bench.report import BenchReport, ConfigResult, ReportFiles
 from fractalad_edge.bench.system import capture_environment
 from fractalad_edge.data.datasets import TestSample
 from fractalad_edge.errors import ConfigError
@@ -22,6 +23,7 @@ from fractalad_edge.report import gallery_cards, render_html, write_bench_html, 
 from fractalad_edge.report.gallery import THUMBNAIL_HEIGHT, thumbnail
 from fractalad_edge.report.html import ReportPage
 from fractalad_edge.report.tables import defect_table
+from fractalad_edge.threshold_rule import ThresholdRule
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32  # model input and map side
@@ -43,7 +45,7 @@ def _metadata(threshold: float = 0.5) -> ArtifactMetadata:
         score=ScoreSpec(reduction="max"), files=(ModelFile(path="model.safetensors", sha256="0" * 64),),
         calibration=ScoreCalibration(
             image_threshold=threshold, image_min=0.0, image_max=1.0, pixel_threshold=0.5, pixel_min=0.0, pixel_max=1.0,
-            method="f1-synthetic", source="synthetic",
+            rule=ThresholdRule(), source="synthetic",
         ),
     )
 
@@ -203,8 +205,9 @@ def test_bench_page_embeds_the_plot_and_escapes_row_reasons(tmp_path: Path) -> N
     (tmp_path / "report.png").write_bytes(b"\x89PNG-not-really")
     report = BenchReport(
         category="widget", run_dir="runs/widget", data=str(tmp_path / "data"), model={}, input_size=SIZE, macs=None,
-        test_images=6, test_anomalous=3, test_images_available=6, reference=None, config={"device": "cpu"},
-        environment=capture_environment(), results=(failed,), seconds=1.0, files={"png": str(tmp_path / "report.png")},
+        test_images=6, test_anomalous=3, test_images_available=6, reference=None, config=BenchConfig(),
+        environment=capture_environment(), results=(failed,), seconds=1.0,
+        files=ReportFiles(markdown=str(tmp_path / "report.md"), json=str(tmp_path / "report.json"), png=str(tmp_path / "report.png")),
     )
     text = (write_bench_html(report, tmp_path)).read_text()
     assert "failed: &lt;b&gt;no GPU&lt;/b&gt;" in text and "<b>no GPU" not in text

@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "BenchConfig": "fractalad_edge.bench.matrix",
+    "BenchConfig": "fractalad_edge.bench.config",
     "run_bench": "fractalad_edge.bench.matrix",
     "BenchReport": "fractalad_edge.bench.report",
     "ConfigResult": "fractalad_edge.bench.report",

@@ -36,6 +36,16 @@ class MemoryReport:
         return asdict(self)
 
 
+@dataclass(frozen=True, kw_only=True)
+class _ProbeRequest:
+    """What the child process loads and runs; crosses the process boundary as one JSON argument."""
+
+    runtime: str
+    device: str
+    options: dict[str, Any]
+    predictions: int
+
+
 def _status_mb(key: str) -> float | None:
     """VmRSS / VmHWM from /proc (Linux); None elsewhere."""
     try:
@@ -73,9 +83,9 @@ def measure_memory(
     timeout_s: float = 300.0,
 ) -> MemoryReport:
     """Load ``directory`` with ``runtime`` in a child process and report its memory (see module doc)."""
-    request = {"runtime": runtime, "device": device, "options": options or {}, "predictions": predictions}
+    request = _ProbeRequest(runtime=runtime, device=device, options=options or {}, predictions=predictions)
     completed = subprocess.run(
-        [sys.executable, "-m", "fractalad_edge.bench.memory", str(directory), str(frame_path), json.dumps(request)],
+        [sys.executable, "-m", "fractalad_edge.bench.memory", str(directory), str(frame_path), json.dumps(asdict(request))],
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -90,7 +100,7 @@ def measure_memory(
 
 
 def _child(argv: list[str]) -> None:
-    directory, frame_path, request = Path(argv[0]), Path(argv[1]), json.loads(argv[2])
+    directory, frame_path, request = Path(argv[0]), Path(argv[1]), _ProbeRequest(**json.loads(argv[2]))
     import cv2  # noqa: F401 - part of the baseline every deployment pays
     import numpy as np  # noqa: F401
 
@@ -99,13 +109,13 @@ def _child(argv: list[str]) -> None:
 
     frame = read_image_bgr(frame_path)
     baseline = _rss_mb()
-    predictor = Predictor.load(directory, runtime=request["runtime"], device=request["device"], **request["options"])
+    predictor = Predictor.load(directory, runtime=request.runtime, device=request.device, **request.options)
     loaded = _rss_mb()
-    for _ in range(int(request["predictions"])):
+    for _ in range(request.predictions):
         predictor.predict(frame)
     peak = _peak_mb()
     report = MemoryReport(
-        baseline_mb=baseline, loaded_mb=loaded, peak_mb=peak, increase_mb=peak - baseline, predictions=int(request["predictions"])
+        baseline_mb=baseline, loaded_mb=loaded, peak_mb=peak, increase_mb=peak - baseline, predictions=request.predictions
     )
     print(json.dumps(report.to_dict()), flush=True)
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from fractalad_edge.artifact import ParityReport, QuantizationReport
 from fractalad_edge.bench.latency import ThroughputReport
 from fractalad_edge.bench.report import OK, BenchReport, ConfigResult
+from fractalad_edge.evaluation import AccuracyReport
 
 
 def _pct(value: float | None, digits: int = 2) -> str:
@@ -21,8 +23,8 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-def _rate(value: float) -> str:
-    return "-" if not math.isfinite(value) else f"{100 * value:.1f} %"
+def _rate(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f} %"
 
 
 def _ms(value: float | None) -> str:
@@ -51,6 +53,17 @@ def _memory(row: ConfigResult) -> str:
     return "-" if row.memory is None else _num(row.memory.increase_mb, 0)
 
 
+def _accuracy_cells(accuracy: AccuracyReport | None) -> list[str]:
+    """image AUROC, pixel AUROC, AUPRO, and F1 / false alarms at the artifact's own threshold."""
+    if accuracy is None:
+        return ["-"] * 5
+    check = accuracy.calibrated
+    return [
+        _pct(accuracy.image_auroc), _pct(accuracy.pixel_auroc), _pct(accuracy.aupro),
+        _pct(None if check is None else check.f1), _rate(None if check is None else check.false_alarm_rate),
+    ]
+
+
 #: relative p10-p90 spread of the full-path latency above which a row's timing is called noisy
 NOISY_SPREAD = 0.5
 
@@ -62,7 +75,7 @@ def noisy_rows(report: BenchReport) -> list[ConfigResult]:
 
 def summary_rows(report: BenchReport) -> tuple[list[str], list[list[str]]]:
     """The headline table as strings: one row per configuration (failed ones say why)."""
-    batch = report.config.get("throughput_batch", "")
+    batch = report.config.throughput_batch
     header = [
         "config", "device", "status", "size MB", "image AUROC", "pixel AUROC", "AUPRO", "F1 @thr", "false alarms",
         "p50 ms (p10-p90)", "p99 ms", "speedup", f"img/s @{batch}", "RSS +MB", "GFLOP/s",
@@ -73,9 +86,7 @@ def summary_rows(report: BenchReport) -> tuple[list[str], list[list[str]]]:
             rows.append([r.name, r.device, r.status] + ["-"] * (len(header) - 3))
             continue
         rows.append([
-            r.name, r.device, r.status, _num(r.size_mb, 1), _pct(r.metric("image_auroc")), _pct(r.metric("pixel_auroc")),
-            _pct(r.metric("aupro")), _pct(r.calibrated("f1")), _rate(r.calibrated("false_alarm_rate")),
-            _spread(r), _ms(None if r.latency is None else r.latency.full.p99_ms),
+            r.name, r.device, r.status, _num(r.size_mb, 1), *_accuracy_cells(r.accuracy), _spread(r), _ms(None if r.latency is None else r.latency.full.p99_ms),
             "-" if r.speedup is None else speedup_text(r.speedup), _throughput(r.throughput), _memory(r), _num(r.gflops_per_second, 1),
         ])
     return header, rows
@@ -101,11 +112,21 @@ def _md_cell(cell: str) -> str:
     return str(cell).replace("|", "\\|").replace("\n", " ")
 
 
-def _parity_verdict(passed: bool, quantized: bool) -> str:
-    """int8 parity is recorded, not enforced: the quantization gate column judges it."""
-    if passed:
-        return "pass"
-    return "over (int8: see gate)" if quantized else "FAIL"
+def _parity_cell(parity: ParityReport | None, quantized: bool) -> str:
+    """Max map difference (tolerance) and the verdict; int8 parity is recorded, the quantization gate column judges it."""
+    if parity is None:
+        return "-"
+    verdict = "pass" if parity.passed else "over (int8: see gate)" if quantized else "FAIL"
+    return f"{parity.max_abs_diff:.2g} ({parity.tolerance:.2g}) {verdict}"
+
+
+def _quantization_cell(quant: QuantizationReport | None) -> str:
+    if quant is None:
+        return "-"
+    return (
+        f"{quant.toolchain} {quant.mode}: pixel AUROC {100 * quant.float_pixel_auroc:.2f} -> {100 * quant.quantized_pixel_auroc:.2f} "
+        f"({'pass' if quant.passed else 'FAIL'})"
+    )
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -117,21 +138,21 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
 def markdown_report(report: BenchReport) -> str:
     env = report.environment
     cfg = report.config
-    macs = report.macs or {}
+    macs = report.macs
     ok_rows = [r for r in report.results if r.ok]
     lines = [
         f"# Benchmark: {report.category or 'model'} on {env.cpu_model}",
         "",
         f"Model `{report.run_dir}` ({', '.join(f'{k}={v}' for k, v in report.model.items())}), "
         f"input {report.input_size} x {report.input_size}"
-        + (f", {macs['gmacs']:.2f} GMACs per image" if macs.get("gmacs") else "")
+        + (f", {macs.gmacs:.2f} GMACs per image" if macs is not None and macs.gmacs else "")
         + f". Test set `{report.data}`: {report.test_images} images ({report.test_anomalous} anomalous)"
         + (
             f", an evenly spread subset of {report.test_images_available} (short mode: accuracy is indicative only)."
             if report.test_images < report.test_images_available
             else "."
         )
-        + f" Device `{cfg.get('device')}`, {env.date}.",
+        + f" Device `{cfg.device}`, {env.date}.",
         "",
         "## Results",
         "",
@@ -175,18 +196,12 @@ def markdown_report(report: BenchReport) -> str:
         header = ["config", "format", "artifact", "parity max abs diff (tol)", "map diff vs reference on test (mean / max)", "same decisions (%)", "quantization gate", "RSS baseline / loaded / peak MB"]
         rows = []
         for r in ok_rows:
-            parity = r.parity
-            parity_cell = "-" if parity is None else f"{parity['max_abs_diff']:.2g} ({parity['tolerance']:.2g}) {_parity_verdict(parity['passed'], r.quantization is not None)}"
-            quant = r.quantization
-            quant_cell = "-" if quant is None else (
-                f"{quant['toolchain']} {quant['mode']}: pixel AUROC {100 * quant['float_pixel_auroc']:.2f} -> {100 * quant['quantized_pixel_auroc']:.2f} "
-                f"({'pass' if quant['passed'] else 'FAIL'})"
-            )
             memory_cell = "-" if r.memory is None else f"{r.memory.baseline_mb:.0f} / {r.memory.loaded_mb:.0f} / {r.memory.peak_mb:.0f}"
             diff_cell = "-" if r.map_mean_abs_diff is None else f"{r.map_mean_abs_diff:.2g} / {r.map_max_abs_diff:.2g}"
             rows.append([
-                r.name, r.format, ("-" if r.artifact is None else f"`{r.artifact}`") + (" (reused)" if r.reused else ""), parity_cell, diff_cell,
-                _pct(r.decisions_agree, 1), quant_cell, memory_cell,
+                r.name, r.format, ("-" if r.artifact is None else f"`{r.artifact}`") + (" (reused)" if r.reused else ""),
+                _parity_cell(r.parity, r.quantization is not None), diff_cell, _pct(r.decisions_agree, 1),
+                _quantization_cell(r.quantization), memory_cell,
             ])
         lines += _md_table(header, rows)
     notes = [f"- `{r.name}`: {note}" for r in report.results for note in r.notes]
@@ -199,7 +214,7 @@ def markdown_report(report: BenchReport) -> str:
         + (f"; container quota {env.cpu_quota:g} cores" if env.cpu_quota else "")
         + (f"; {env.memory_total_mb / 1024:.1f} GiB RAM" if env.memory_total_mb else ""),
         f"- GPU: {env.gpu or 'none used'}",
-        f"- Threads: requested {cfg.get('threads') or 'runtime defaults'}; torch.get_num_threads()={env.torch_threads}; "
+        f"- Threads: requested {cfg.threads or 'runtime defaults'}; torch.get_num_threads()={env.torch_threads}; "
         f"environment {', '.join(f'{k}={v}' for k, v in env.thread_env.items()) or 'no thread variables set'}",
         f"- malloc: {env.malloc}",
         "- Runtime settings (as each backend reports them):" + ("" if settings else " -"),
@@ -211,15 +226,15 @@ def markdown_report(report: BenchReport) -> str:
     ]
     lines += ["", "## How this was measured", ""]
     lines += [
-        f"- Every configuration is loaded in one process and timed in {cfg.get('rounds')} interleaved rounds "
-        f"({cfg.get('runs')} timed `predict` calls each in total, after {cfg.get('warmup')} warm-up calls); "
+        f"- Every configuration is loaded in one process and timed in {cfg.rounds} interleaved rounds "
+        f"({cfg.runs} timed `predict` calls each in total, after {cfg.warmup} warm-up calls); "
         "in round r the configurations run in an order rotated by r, and each block starts with one untimed call, "
         "so a machine that drifts (heat, other jobs) affects all of them alike. Medians and p10-p90 are reported, "
         "p99 for the tail.",
         "- The stage split times the same work as `predict` with a clock between pre-process "
         "(resize to the input size, colour order, normalise), the runtime's inference, and post-process "
         "(image score, calibration, map resized back to the frame); one staged call follows each timed `predict`.",
-        f"- Throughput: `predict_batch` on {cfg.get('throughput_batch')} frames, interleaved the same way; "
+        f"- Throughput: `predict_batch` on {cfg.throughput_batch} frames, interleaved the same way; "
         "OpenVINO rows also report its AsyncInferQueue with the THROUGHPUT hint (inference only).",
         "- Accuracy: every test image through the configuration's own predictor (`evaluation.evaluate_predictor`); "
         "image AUROC uses the artifact's score reduction, AUPRO integrates to 30 % FPR.",

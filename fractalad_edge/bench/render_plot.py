@@ -24,14 +24,16 @@ def plot_report(report: BenchReport, path: Path) -> Path | None:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    rows = [r for r in report.results if r.ok and r.latency is not None]
-    use_pixel = any(math.isfinite(r.metric("pixel_auroc")) for r in rows)
-    key, label = ("pixel_auroc", "pixel AUROC (%)") if use_pixel else ("image_auroc", "image AUROC (%)")
-    rows = [r for r in rows if math.isfinite(r.metric(key))]
-    if not rows:
+    measured = [(r, r.accuracy) for r in report.results if r.ok and r.latency is not None and r.accuracy is not None]
+    use_pixel = any(math.isfinite(accuracy.pixel_auroc) for _, accuracy in measured)
+    label = "pixel AUROC (%)" if use_pixel else "image AUROC (%)"
+    points = [(r, accuracy.pixel_auroc if use_pixel else accuracy.image_auroc) for r, accuracy in measured]
+    points = [(r, value) for r, value in points if math.isfinite(value)]
+    if not points:
         return None
+    rows = [r for r, _ in points]
     x = [r.latency.full.p50_ms for r in rows]  # type: ignore[union-attr]
-    y = [100 * r.metric(key) for r in rows]
+    y = [100 * value for _, value in points]
     lo = [r.latency.full.p50_ms - r.latency.full.p10_ms for r in rows]  # type: ignore[union-attr]
     hi = [r.latency.full.p90_ms - r.latency.full.p50_ms for r in rows]  # type: ignore[union-attr]
 
@@ -74,9 +76,9 @@ def plot_report(report: BenchReport, path: Path) -> Path | None:
     ax.set_xlabel("latency per frame, batch 1, median ms (bars: p10-p90)" + ("  [log scale]" if span > 4 else ""))
     ax.set_ylabel(label)
     env = report.environment
-    threads = report.config.get("threads") or "default"
+    threads = report.config.threads or "default"
     ax.set_title(
-        f"FractalAD {report.category or ''}: accuracy vs latency\n{env.short_cpu}, {env.usable_cpus} CPUs, threads: {threads}, device {report.config.get('device')}",
+        f"FractalAD {report.category or ''}: accuracy vs latency\n{env.short_cpu}, {env.usable_cpus} CPUs, threads: {threads}, device {report.config.device}",
         fontsize=11,
     )
     failed = [r.name for r in report.results if not r.ok]

@@ -9,14 +9,18 @@ report is shown lives beside it: :mod:`.render_markdown` (console table and repo
 from __future__ import annotations
 
 import dataclasses
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fractalad_edge.artifact import ParityReport, QuantizationReport
+from fractalad_edge.bench.config import BenchConfig
+from fractalad_edge.bench.flops import MacCount
 from fractalad_edge.bench.latency import LatencyReport, ThroughputReport
 from fractalad_edge.bench.memory import MemoryReport
 from fractalad_edge.bench.system import EnvironmentInfo
+from fractalad_edge.evaluation import AccuracyReport
 
 OK = "ok"
 
@@ -36,7 +40,7 @@ class ConfigResult:
     export_seconds: float | None = None
     load_seconds: float | None = None
     size_mb: float | None = None
-    accuracy: dict[str, Any] | None = None  # AccuracyReport.to_dict()
+    accuracy: AccuracyReport | None = None  # on the real test set, through this configuration
     map_mean_abs_diff: float | None = None  # vs the reference's maps on the same test images
     map_max_abs_diff: float | None = None
     decisions_agree: float | None = None  # fraction of test images with the reference's decision
@@ -46,8 +50,8 @@ class ConfigResult:
     memory: MemoryReport | None = None
     gflops_per_second: float | None = None  # 2 * MACs / inference-stage p50
     speedup: float | None = None  # reference full p50 / this full p50
-    parity: dict[str, Any] | None = None
-    quantization: dict[str, Any] | None = None
+    parity: ParityReport | None = None  # the export's check against the torch model
+    quantization: QuantizationReport | None = None  # int8: how it was calibrated, the accuracy gate's verdict
     backend: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
@@ -55,22 +59,41 @@ class ConfigResult:
     def ok(self) -> bool:
         return self.status == OK
 
-    def metric(self, name: str) -> float:
-        """An accuracy number (0..1) or NaN when there is none."""
-        if self.accuracy is None:
-            return math.nan
-        value = self.accuracy.get(name)
-        return float(value) if isinstance(value, (int, float)) else math.nan
-
-    def calibrated(self, name: str) -> float:
-        """F1 / false-alarm rate at the artifact's own threshold, NaN when it carries none."""
-        check = None if self.accuracy is None else self.accuracy.get("calibrated")
-        return float(check[name]) if isinstance(check, dict) and isinstance(check.get(name), (int, float)) else math.nan
-
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        for key, value in self.__dict__.items():
-            data[key] = value.to_dict() if hasattr(value, "to_dict") else (list(value) if isinstance(value, tuple) else value)
+        data = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        if self.accuracy is not None:
+            del data["accuracy"]["overlays"]  # the bench writes no overlays; report.json has never carried the key
+        return data
+
+
+def _plain(value: Any) -> Any:
+    """A field as JSON-ready values: reports through their own ``to_dict``, others field by field."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportFiles:
+    """The files :func:`write_reports` wrote."""
+
+    markdown: str
+    json: str
+    png: str | None = None  # None: no configuration had both a latency and an accuracy to plot
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.markdown, self.json) + (() if self.png is None else (self.png,))
+
+    def to_dict(self) -> dict[str, str]:
+        data = {"markdown": self.markdown, "json": self.json}
+        if self.png is not None:
+            data["png"] = self.png
         return data
 
 
@@ -79,18 +102,18 @@ class BenchReport:
     category: str
     run_dir: str
     data: str
-    model: dict[str, Any]
+    model: Mapping[str, Any]  # the run's architecture settings, as its metadata holds them
     input_size: int
-    macs: dict[str, Any] | None
+    macs: MacCount | None
     test_images: int
     test_anomalous: int
     test_images_available: int  # in the test set; more than test_images in the short mode
     reference: str | None  # the row speedups and map differences are relative to
-    config: dict[str, Any]
+    config: BenchConfig
     environment: EnvironmentInfo
     results: tuple[ConfigResult, ...]
     seconds: float
-    files: dict[str, str] = field(default_factory=dict)  # "markdown", "json", "png" -> path
+    files: ReportFiles | None = None  # set by write_reports
 
     def result(self, name: str) -> ConfigResult:
         for row in self.results:
@@ -106,16 +129,16 @@ class BenchReport:
             "data": self.data,
             "model": dict(self.model),
             "input_size": self.input_size,
-            "macs": self.macs,
+            "macs": None if self.macs is None else self.macs.to_dict(),
             "test_images": self.test_images,
             "test_anomalous": self.test_anomalous,
             "test_images_available": self.test_images_available,
             "reference": self.reference,
-            "config": self.config,
+            "config": self.config.to_dict(),
             "environment": self.environment.to_dict(),
             "results": [row.to_dict() for row in self.results],
             "seconds": self.seconds,
-            "files": dict(self.files),
+            "files": {} if self.files is None else self.files.to_dict(),
         }
 
 
@@ -126,10 +149,8 @@ def write_reports(report: BenchReport, out: Path) -> BenchReport:
     from fractalad_edge.bench.render_plot import plot_report
 
     out.mkdir(parents=True, exist_ok=True)
-    files = {"markdown": str(out / "report.md"), "json": str(out / "report.json")}
     png = plot_report(report, out / "report.png")
-    if png is not None:
-        files["png"] = str(png)
+    files = ReportFiles(markdown=str(out / "report.md"), json=str(out / "report.json"), png=None if png is None else str(png))
     report = dataclasses.replace(report, files=files)
     (out / "report.md").write_text(markdown_report(report))
     write_json(report, out / "report.json")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fractalad_edge.calibration.defaults import ANOMALY_RATIO, CALIBRATION_COUNT, CALIBRATION_SEED
 from fractalad_edge.data.images import read_image
 from fractalad_edge.errors import CalibrationError, ConfigError
 from fractalad_edge.synth.anomaly import FractalAnomalyGenerator, SynthConfig
@@ -22,10 +23,10 @@ from fractalad_edge.synth.anomaly import FractalAnomalyGenerator, SynthConfig
 
 @dataclass(frozen=True, kw_only=True)
 class CalibrationConfig:
-    count: int = 64  # calibration samples
+    count: int = CALIBRATION_COUNT  # calibration samples
     validation_count: int = 32  # held-out samples for the accuracy gate / threshold check
-    anomaly_ratio: float = 0.5  # share of samples carrying a fractal anomaly
-    seed: int = 2026
+    anomaly_ratio: float = ANOMALY_RATIO  # share of samples carrying a fractal anomaly
+    seed: int = CALIBRATION_SEED
     image_size: int = 256
     object_placement: bool = False
 

@@ -12,7 +12,6 @@ Pixel thresholds are F1-optimal over the synthetic set's pixels in both cases.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,32 +20,10 @@ from fractalad_edge.artifact import ScoreCalibration
 from fractalad_edge.errors import CalibrationError
 from fractalad_edge.metrics import f1_max
 from fractalad_edge.preprocess import image_scores
+from fractalad_edge.threshold_rule import ThresholdMethod, ThresholdRule
 
 if TYPE_CHECKING:
     from fractalad_edge.predictor import Predictor
-
-
-class ThresholdMethod(str, Enum):
-    F1 = "f1"
-    FPR = "fpr"
-
-
-DEFAULT_TARGET_FPR = 0.01  # the false-alarm rate ThresholdMethod.FPR aims at unless told otherwise
-
-
-def method_label(method: ThresholdMethod, target_fpr: float) -> str:
-    """The rule as metadata records it (``calibration.method``): ``f1`` or ``fpr@<rate>``."""
-    return method.value if method is ThresholdMethod.F1 else f"fpr@{target_fpr:g}"
-
-
-def parse_method_label(label: str) -> tuple[ThresholdMethod, float]:
-    """The rule a ``calibration.method`` label names (the inverse of :func:`method_label`).
-
-    Labels of other fitting paths (e.g. ``f1-real``) read as the F1 rule.
-    """
-    if label.startswith("fpr@"):
-        return ThresholdMethod.FPR, float(label.removeprefix("fpr@"))
-    return ThresholdMethod.F1, DEFAULT_TARGET_FPR
 
 
 MAX_PIXELS = 2_000_000  # pixel F1 on a deterministic subsample keeps calibration to seconds
@@ -76,8 +53,7 @@ def fit_thresholds(
     masks: np.ndarray,
     scores: np.ndarray,
     *,
-    method: ThresholdMethod = ThresholdMethod.F1,
-    target_fpr: float = DEFAULT_TARGET_FPR,
+    rule: ThresholdRule = ThresholdRule(),
     source: str = "synthetic",
     seed: int | None = None,
 ) -> ScoreCalibration:
@@ -86,16 +62,13 @@ def fit_thresholds(
     if normal_scores.size == 0:
         msg = "calibration needs normal images; the calibration set has none"
         raise CalibrationError(msg)
-    if method is ThresholdMethod.F1:
+    if rule.method is ThresholdMethod.F1:
         if labels.all() or not labels.any():
             msg = "the F1 threshold needs both normal and anomalous samples; use --method fpr or raise the anomaly ratio"
             raise CalibrationError(msg)
         image_threshold = f1_threshold(labels, scores)
-    else:
-        if not 0.0 < target_fpr < 1.0:
-            msg = f"target false-alarm rate must be in (0, 1), got {target_fpr}"
-            raise CalibrationError(msg)
-        image_threshold = float(np.quantile(normal_scores, 1.0 - target_fpr, method="higher")) + 1e-6
+    else:  # ThresholdRule checked target_fpr is in (0, 1)
+        image_threshold = float(np.quantile(normal_scores, 1.0 - rule.target_fpr, method="higher")) + 1e-6
 
     pixel_labels = masks.reshape(-1)
     pixel_values = maps.reshape(-1)
@@ -116,7 +89,7 @@ def fit_thresholds(
         pixel_threshold=float(pixel_threshold),
         pixel_min=pixel_min,
         pixel_max=max(pixel_max, pixel_min + 1e-6),
-        method=method_label(method, target_fpr),
+        rule=rule,
         source=source,
         num_normal=int((~labels).sum()),
         num_anomalous=int(labels.sum()),
@@ -130,12 +103,11 @@ def calibrate_scores(
     labels: np.ndarray,
     masks: np.ndarray,
     *,
-    method: ThresholdMethod = ThresholdMethod.F1,
-    target_fpr: float = DEFAULT_TARGET_FPR,
+    rule: ThresholdRule = ThresholdRule(),
     source: str = "synthetic",
     seed: int | None = None,
 ) -> ScoreCalibration:
     """Run the predictor's own runtime on RGB ``images`` and fit thresholds to its outputs."""
     maps = predictor.raw_maps(images, channel_order="rgb")
     scores = image_scores(maps, predictor.metadata.score)
-    return fit_thresholds(maps, labels, masks, scores, method=method, target_fpr=target_fpr, source=source, seed=seed)
+    return fit_thresholds(maps, labels, masks, scores, rule=rule, source=source, seed=seed)

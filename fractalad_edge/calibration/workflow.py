@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fractalad_edge.artifact import ScoreCalibration, read_metadata, write_metadata
+from fractalad_edge.artifact import METADATA_FILENAME, ScoreCalibration, read_metadata, write_metadata
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
-from fractalad_edge.calibration.thresholds import DEFAULT_TARGET_FPR, ThresholdMethod, calibrate_scores, fit_thresholds
+from fractalad_edge.calibration.defaults import CALIBRATION_COUNT, CALIBRATION_SEED
+from fractalad_edge.calibration.thresholds import calibrate_scores, fit_thresholds
 from fractalad_edge.data.datasets import find_training_images
 from fractalad_edge.errors import ConfigError
 from fractalad_edge.preprocess import image_scores
+from fractalad_edge.threshold_rule import DEFAULT_TARGET_FPR, ThresholdMethod, ThresholdRule
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,7 +31,7 @@ class RecalibrationResult:
     model: Path
 
     def summary(self) -> str:
-        lines = [f"thresholds written to {self.model / 'metadata.json'} ({self.written.source}, {self.written.method}):"]
+        lines = [f"thresholds written to {self.model / METADATA_FILENAME} ({self.written.source}, {self.written.rule.label}):"]
         for name, cal in (("synthetic anomalies", self.synthetic), ("real defects", self.real)):
             if cal is not None:
                 lines.append(
@@ -46,8 +48,8 @@ def recalibrate(
     defects: str | Path | None = None,
     method: str = "f1",
     target_fpr: float = DEFAULT_TARGET_FPR,
-    count: int = 64,
-    seed: int = 2026,
+    count: int = CALIBRATION_COUNT,
+    seed: int = CALIBRATION_SEED,
     runtime: str | None = None,
 ) -> RecalibrationResult:
     from fractalad_edge.data.test_set import load_test_set
@@ -58,6 +60,7 @@ def recalibrate(
     except ValueError:
         msg = f"--method must be 'f1' or 'fpr', got {method!r}"
         raise ConfigError(msg) from None
+    rule = ThresholdRule.of(threshold_method, target_fpr)
     model = Path(model)
     metadata = read_metadata(model)
     predictor = Predictor.load(model, runtime=runtime)
@@ -65,7 +68,7 @@ def recalibrate(
     calibration_set, _ = build_calibration_sets(find_training_images(normal), config)
     synthetic = calibrate_scores(
         predictor, calibration_set.images, calibration_set.labels, calibration_set.masks,
-        method=threshold_method, target_fpr=target_fpr, source="synthetic", seed=seed,
+        rule=rule, source="synthetic", seed=seed,
     )
     real = None
     if defects is not None:
@@ -74,7 +77,7 @@ def recalibrate(
         labels = np.array([s.label for s in test_set.samples])
         real = fit_thresholds(
             maps, labels, test_set.masks, image_scores(maps, metadata.score),
-            method=threshold_method, target_fpr=target_fpr, source="real",
+            rule=rule, source="real",
         )
     written = real or synthetic
     write_metadata(model, dataclasses.replace(metadata, calibration=written))

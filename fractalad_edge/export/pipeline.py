@@ -44,7 +44,8 @@ from fractalad_edge.artifact import (
     write_metadata,
 )
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
-from fractalad_edge.calibration.thresholds import ThresholdMethod, calibrate_scores, parse_method_label
+from fractalad_edge.calibration.defaults import ANOMALY_RATIO, CALIBRATION_COUNT, CALIBRATION_SEED
+from fractalad_edge.calibration.thresholds import calibrate_scores
 from fractalad_edge.errors import CalibrationError, ConfigError, ExportError, FractalADError, OutputExistsError
 from fractalad_edge.export.formats import (
     INT8_WEIGHT_RANGES,
@@ -58,6 +59,7 @@ from fractalad_edge.export.formats import (
 from fractalad_edge.export.onnx import MAX_OPSET, MIN_OPSET
 from fractalad_edge.export.parity import RECORDED_ONLY, compare_maps, enforce_parity, format_parity, tolerance_for
 from fractalad_edge.outputs import StagedOutput, check_output_folder, folder_is_empty
+from fractalad_edge.threshold_rule import ThresholdRule
 
 if TYPE_CHECKING:
     from fractalad_edge.predictor import Predictor
@@ -72,9 +74,9 @@ class ExportOptions:
     opset: int = 17  # GridSample needs >= 16; TensorRT 8.6 (JetPack 6) reads up to 17
     #: normal images for int8 calibration and the threshold refit; default: the run's training folder
     calib_data: Path | None = None
-    calib_count: int = 64
-    calib_seed: int = 2026
-    anomaly_ratio: float = 0.5  # share of calibration images carrying a fractal anomaly
+    calib_count: int = CALIBRATION_COUNT
+    calib_seed: int = CALIBRATION_SEED
+    anomaly_ratio: float = ANOMALY_RATIO  # share of calibration images carrying a fractal anomaly
     max_drop: float = 0.5  # int8 accuracy gate: allowed AUROC drop in points (x100)
     allow_accuracy_drop: bool = False  # int8: keep a model that fails the gate (recorded as failed)
     parity_images: int = 8  # held-out synthetic images compared with the torch model
@@ -252,15 +254,14 @@ def _check_and_calibrate(
     checked_with = exported.checked_with + (f", runs {ran}" if ran else "")
     try:
         candidate = Predictor(backend, metadata)
-        method, target_fpr = _threshold_method(run_metadata)
+        # keep the run's thresholding rule (F1 on synthetic anomalies, or a target false-alarm rate)
+        rule = ThresholdRule() if run_metadata.calibration is None else run_metadata.calibration.rule
         cal = job.calibration
-        calibration = calibrate_scores(
-            candidate, cal.images, cal.labels, cal.masks, method=method, target_fpr=target_fpr, seed=options.calib_seed
-        )
+        calibration = calibrate_scores(candidate, cal.images, cal.labels, cal.masks, rule=rule, seed=options.calib_seed)
         candidate = candidate.with_calibration(calibration)
         say(
             f"thresholds refitted with {checked_with} on {len(cal)} synthetic images "
-            f"({calibration.num_normal} normal, {calibration.num_anomalous} fractal anomalies; {calibration.method}): "
+            f"({calibration.num_normal} normal, {calibration.num_anomalous} fractal anomalies; {calibration.rule.label}): "
             f"image {calibration.image_threshold:.4g}, pixel {calibration.pixel_threshold:.4g}"
         )
         parity = compare_maps(
@@ -330,11 +331,6 @@ def _validation_count(options: ExportOptions) -> int:
     if options.precision is Precision.INT8:
         return max(options.parity_images, options.calib_count // 2)
     return options.parity_images
-
-
-def _threshold_method(run_metadata: ArtifactMetadata) -> tuple[ThresholdMethod, float]:
-    """Keep the run's thresholding rule (F1 on synthetic anomalies, or a target false-alarm rate)."""
-    return parse_method_label(run_metadata.calibration.method if run_metadata.calibration is not None else "")
 
 
 def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[Path], bool]:

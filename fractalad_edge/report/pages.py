@@ -74,7 +74,7 @@ def bench_page(
         title=f"Benchmark: {report.category or 'model'} on {env.cpu_model}",
         summary=(
             f"model: {report.run_dir}; test set: {report.data} ({report.test_images} of {report.test_images_available} images)",
-            f"device {report.config.get('device')}, {env.usable_cpus} CPUs, threads {report.config.get('threads') or 'default'}, "
+            f"device {report.config.device}, {env.usable_cpus} CPUs, threads {report.config.threads or 'default'}, "
             f"{env.date}; bench took {report.seconds:.0f} s",
         ),
         tables=tuple(tables),
@@ -103,6 +103,6 @@ def write_bench_html(report: BenchReport, out: Path) -> Path:
             accuracy, maps = evaluate_predictor(predictor, test_set, category=report.category)
             cards = gallery_cards(test_set, maps, predictor.metadata)
         per_defect_auroc = accuracy.per_defect_auroc  # on every test image, like the gallery
-    png = report.files.get("png")
+    png = None if report.files is None else report.files.png
     plot_png = Path(png).read_bytes() if png else None
     return write_html(bench_page(report, cards, plot_png, per_defect_auroc), out)

@@ -46,7 +46,7 @@ def eval_tables(report: AccuracyReport) -> list[Table]:
         caption="Image score reductions",
         header=("reduction", "image AUROC", "F1-max"),
         rows=tuple(
-            (name + (" (used)" if name == report.reduction else ""), _pct(values["image_auroc"]), _pct(values["image_f1_max"]))
+            (name + (" (used)" if name == report.reduction else ""), _pct(values.image_auroc), _pct(values.image_f1_max))
             for name, values in report.by_reduction.items()
         ),
     )

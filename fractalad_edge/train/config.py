@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fractalad_edge.artifact import ScoreSpec
+from fractalad_edge.calibration.defaults import CALIBRATION_COUNT
 from fractalad_edge.errors import ConfigError
 from fractalad_edge.models.fractalad import ModelConfig
 from fractalad_edge.synth.anomaly import SynthConfig
@@ -42,7 +43,7 @@ class TrainConfig:
     channels_last: bool = True
     workers: int = 0  # DataLoader worker processes; 0 generates in the training process
     checkpoint_every: int = 100
-    calibration_images: int = 64  # synthetic set used to set thresholds after training
+    calibration_images: int = CALIBRATION_COUNT  # synthetic set used to set thresholds after training
 
     def __post_init__(self) -> None:
         checks = {

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from fractalad_edge.artifact import METADATA_FILENAME, MODEL_FILENAME, RUN_CONFIG_FILENAME, ScoreSpec, write_metadata
+from fractalad_edge.calibration.defaults import CALIBRATION_COUNT
 from fractalad_edge.data.datasets import category_name, find_training_images
 from fractalad_edge.data.images import read_image
 from fractalad_edge.errors import ConfigError, DatasetError, InsufficientMemoryError
@@ -86,7 +87,7 @@ class MemoryBuildConfig:
     holdout_fraction: float = 0.05
     seed: int = 0
     batch_size: int = 8
-    calibration_images: int = 64
+    calibration_images: int = CALIBRATION_COUNT
     score: ScoreSpec | None = None
 
     def __post_init__(self) -> None:
