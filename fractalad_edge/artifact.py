@@ -25,13 +25,22 @@ from typing import Any
 
 from fractalad_edge.errors import ArtifactError, ArtifactIntegrityError, ConfigError, SchemaVersionError
 from fractalad_edge.method import MemoryConfig, Method, parse_method
+from fractalad_edge.score_space import LEGACY_SPACES, ScoreSpace, check_space, parse_space
 from fractalad_edge.threshold_rule import ThresholdRule
 
 #: 2: ``model`` may carry ``method`` and ``memory`` (the memory branch: fractalad_edge/method.py,
 #: validated here); a version-1 file has neither and reads as method ``fractalad``.
 #: 3: ``calibration.rule`` (a :class:`ThresholdRule` object) replaces the ``calibration.method``
 #: label; files of version <= 2 still read (their label is parsed once, on load).
-SCHEMA_VERSION = 3
+#: 4: ``score.space`` (:class:`~fractalad_edge.score_space.ScoreSpace`: what the graph outputs;
+#: ``fractalad`` exports now output logits) and ``calibration.normalization``
+#: (:class:`ScoreNormalization`). Files of version <= 3 read as before: space ``sigmoid`` for
+#: ``fractalad`` (``distance``/``fused`` for memory models), normalisation ``span``. The
+#: version is bumped although both keys are optional, because a reader that ignored them
+#: would be wrong, not merely less informed: it would clip logits to [0, 1] when
+#: uncalibrated, and normalise two-sided thresholds with the span formula, so decisions and
+#: scores would change silently. Version 3 readers refuse the file with "upgrade" instead.
+SCHEMA_VERSION = 4
 METADATA_FILENAME = "metadata.json"
 #: model file names inside an artifact directory, named once for the writers and the runtimes
 MODEL_FILENAME = "model.safetensors"  # torch: the FractalAD state dict
@@ -130,20 +139,41 @@ class ScoreSpec:
     # a single pixel.
     reduction: ScoreReduction = ScoreReduction.TOPK
     topk_fraction: float = 0.001
+    #: what the graph's map is (fractalad_edge/score_space.py); None: not recorded, which
+    #: :class:`ArtifactMetadata` reads as its method's legacy space (``sigmoid`` for fractalad)
+    space: ScoreSpace | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reduction", parse_enum(ScoreReduction, self.reduction, "score reduction"))
+        if self.space is not None:
+            object.__setattr__(self, "space", parse_space(self.space))
         _check_real(self.topk_fraction, "score.topk_fraction", low=0.0, high=1.0)
         if not 0.0 < self.topk_fraction <= 1.0:
             msg = f"topk_fraction must be in (0, 1], got {self.topk_fraction}"
             raise ConfigError(msg)
 
 
+class ScoreNormalization(str, Enum):
+    """How a raw score becomes the 0..1 score a user sees (0.5 is the threshold either way).
+
+    ``span`` (every calibration written before the field): ``0.5 + (raw - thr) / (max - min)``,
+    clipped. With a saturating sigmoid the threshold sits near ``max``, so a clear defect read
+    0.52. ``two-sided`` (new calibrations): ``[min, thr] -> [0, 0.5]`` and ``[thr, max] -> [0.5, 1]``,
+    linear on each side, clipped; ``min``/``max`` are robust percentiles of the calibration
+    scores (calibration/thresholds.py), so good parts read near 0 and clear defects near 1.
+    """
+
+    SPAN = "span"
+    TWO_SIDED = "two-sided"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ScoreCalibration:
-    """Thresholds on raw scores, and the span used to normalise scores so 0.5 is the threshold.
+    """Thresholds on raw scores, and the range used to normalise scores so 0.5 is the threshold.
 
-    ``normalized = clip(0.5 + (raw - threshold) / (span_max - span_min), 0, 1)`` per level.
+    ``normalization`` says how (:class:`ScoreNormalization`): ``span`` is
+    ``clip(0.5 + (raw - threshold) / (max - min), 0, 1)`` per level; ``two-sided`` maps
+    ``[min, threshold]`` to ``[0, 0.5]`` and ``[threshold, max]`` to ``[0.5, 1]``.
     """
 
     image_threshold: float
@@ -157,8 +187,11 @@ class ScoreCalibration:
     num_normal: int = 0
     num_anomalous: int = 0
     seed: int | None = None
+    #: absent in files written before it: ``span``, so they normalise exactly as before
+    normalization: ScoreNormalization = ScoreNormalization.SPAN
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "normalization", parse_enum(ScoreNormalization, self.normalization, "calibration.normalization"))
         values = (self.image_threshold, self.image_min, self.image_max, self.pixel_threshold, self.pixel_min, self.pixel_max)
         if not all(_is_real(v) and math.isfinite(v) for v in values):
             msg = f"score calibration values must be finite, got {values}"
@@ -167,6 +200,15 @@ class ScoreCalibration:
             msg = (
                 "score calibration needs max > min for image and pixel spans, got "
                 f"image [{self.image_min}, {self.image_max}], pixel [{self.pixel_min}, {self.pixel_max}]"
+            )
+            raise ConfigError(msg)
+        if self.normalization is ScoreNormalization.TWO_SIDED and not (
+            self.image_min < self.image_threshold < self.image_max and self.pixel_min < self.pixel_threshold < self.pixel_max
+        ):
+            msg = (
+                "two-sided normalisation needs min < threshold < max at both levels, got image "
+                f"[{self.image_min}, {self.image_threshold}, {self.image_max}], pixel "
+                f"[{self.pixel_min}, {self.pixel_threshold}, {self.pixel_max}]; recalibrate with 'fractalad-edge calibrate'"
             )
             raise ConfigError(msg)
         if not isinstance(self.rule, ThresholdRule):
@@ -211,6 +253,9 @@ class ParityReport:
     decisions_agree: float  # fraction of images whose anomalous/normal decision matches
     tolerance: float
     passed: bool
+    #: max |diff| / max(1, |reference|): what ``tolerance`` bounds in the unbounded spaces
+    #: (export/parity.py); None: files written before it, where max_abs_diff was bounded
+    max_scaled_diff: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -292,6 +337,12 @@ class ArtifactMetadata:
             msg = f"model must be an object of architecture settings (backbone, input_size, ...), got {self.model!r:.60}"
             raise ConfigError(msg)
         _check_method(self.model, self.schema_version)
+        if not isinstance(self.score, ScoreSpec):
+            msg = f"score must be a ScoreSpec, got {self.score!r:.60}"
+            raise ConfigError(msg)
+        if self.score.space is None:  # not recorded (schema <= 3, or a caller that left it): the method's legacy space
+            object.__setattr__(self, "score", dataclasses.replace(self.score, space=LEGACY_SPACES[self.method]))
+        check_space(self.method, self.score.space)
         for name in ("category", "package_version", "created"):
             _check_str(getattr(self, name), name)
         paths = [f.path for f in self.files]
@@ -311,6 +362,12 @@ class ArtifactMetadata:
     def method(self) -> Method:
         """What the model scores with (``model.method``; absent: ``fractalad``)."""
         return parse_method(self.model.get("method", Method.FRACTALAD.value))
+
+    @property
+    def score_space(self) -> ScoreSpace:
+        """What the model's maps are (``score.space``; absent: the method's legacy space)."""
+        assert self.score.space is not None  # resolved in __post_init__
+        return self.score.space
 
     @property
     def memory(self) -> MemoryConfig | None:
@@ -613,7 +670,9 @@ __all__ = [
     "Precision",
     "QuantizationReport",
     "ScoreCalibration",
+    "ScoreNormalization",
     "ScoreReduction",
+    "ScoreSpace",
     "ScoreSpec",
     "describe_files",
     "now_iso",

@@ -316,7 +316,7 @@ def evaluate(
     with _progress("eval", len(test_set.images)) as advance:
         report, maps = evaluate_predictor(predictor, test_set, category=category_name(data), progress=advance)
     out = out or model / "eval"
-    written = write_overlays(test_set, maps, out / "overlays", count=overlays)
+    written = write_overlays(test_set, maps, out / "overlays", count=overlays, metadata=predictor.metadata)
     import dataclasses
 
     report = dataclasses.replace(report, overlays=written)
@@ -358,6 +358,10 @@ def export(
     force: bool = typer.Option(
         False, "--force", help="Replace an export of the same format in --out (only its listed files; others are kept)."
     ),
+    score_space: Optional[str] = typer.Option(
+        None, "--score-space",
+        help="What the graph outputs: logit (fractalad default: thresholds keep their spread) or sigmoid; memory/fused have one each.",
+    ),
 ) -> None:
     """Export a trained model to a runtime format, with a parity check against torch."""
     from fractalad_edge.artifact import Precision, parse_enum
@@ -374,6 +378,7 @@ def export(
         device=device,
         int8_weights=int8_weights,
         quant_mode=quant_mode,
+        score_space=score_space,
     )
     export_model(model, format=format, out=out, options=options, progress=typer.echo, force=force)
 
@@ -389,12 +394,17 @@ def calibrate(
     count: int = typer.Option(CALIBRATION_COUNT),
     seed: int = typer.Option(CALIBRATION_SEED),
     runtime: Optional[str] = typer.Option(None),
+    score_space: Optional[str] = typer.Option(
+        None, "--score-space",
+        help="Fit in another space: 'logit' moves an older sigmoid torch model (a run) to logits; exports are re-exported instead.",
+    ),
 ) -> None:
     """Set decision thresholds without re-exporting (synthetic anomalies; real defects if given)."""
     from fractalad_edge.calibration.workflow import recalibrate
 
     result = recalibrate(
-        model, normal=normal, defects=defects, method=method, target_fpr=target_fpr, count=count, seed=seed, runtime=runtime
+        model, normal=normal, defects=defects, method=method, target_fpr=target_fpr, count=count, seed=seed, runtime=runtime,
+        score_space=score_space,
     )
     typer.echo(result.summary())
 

@@ -46,7 +46,7 @@ def run_demo(out: str | Path, *, steps: int = 120, echo: Callable[[str], None] =
     reports = []
     predictor = Predictor.load(run)
     report, maps = evaluate_predictor(predictor, test_set, category="demo_part")
-    write_overlays(test_set, maps, run / "eval" / "overlays", count=8)
+    write_overlays(test_set, maps, run / "eval" / "overlays", count=8, metadata=predictor.metadata)
     write_report(report, run / "eval")
     html = write_eval_html(report, test_set, maps, predictor.metadata, run / "eval", model=str(run), data=str(data))
     reports.append(report)

@@ -61,6 +61,10 @@ class SchemaVersionError(ArtifactError):
     """metadata.json was written by a newer, incompatible schema."""
 
 
+class ScoreSpaceError(ArtifactError):
+    """An artifact cannot score in the space asked for (an exported graph fixes its own output)."""
+
+
 class PredictorClosedError(FractalADError, ValueError):
     """A predictor was used after close(), like a closed file."""
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fractalad_edge.artifact import ScoreReduction, ScoreSpec
+from fractalad_edge.artifact import ArtifactMetadata, ScoreReduction, ScoreSpec
 from fractalad_edge.data.test_set import TestSet
 from fractalad_edge.metrics import binary_rates, evaluate_maps, f1_max, roc_auc
-from fractalad_edge.preprocess import image_scores, overlay, resize_image
+from fractalad_edge.preprocess import display_maps, image_scores, overlay, resize_image
 from fractalad_edge.predictor import Predictor
 
 REDUCTIONS: tuple[ScoreSpec, ...] = (
@@ -140,9 +140,16 @@ def evaluate_predictor(
 
 
 def write_overlays(
-    test_set: TestSet, maps: np.ndarray, out: Path, *, count: int = 12, seed: int = 0
+    test_set: TestSet, maps: np.ndarray, out: Path, *, count: int = 12, seed: int = 0, metadata: ArtifactMetadata | None = None
 ) -> list[str]:
-    """image | ground truth | heat map panels for a spread of test images (anomalous first)."""
+    """image | ground truth | heat map panels for a spread of test images (anomalous first).
+
+    With the artifact's ``metadata`` the heat maps are coloured as the report's are
+    (:func:`~fractalad_edge.preprocess.display_maps`: logits and distances normalised by the
+    calibration); without it ``maps`` are taken to be in [0, 1].
+    """
+    if metadata is not None:
+        maps = display_maps(maps, metadata.score, metadata.calibration)
     if count <= 0:  # `eval --overlays 0`
         return []
     out.mkdir(parents=True, exist_ok=True)

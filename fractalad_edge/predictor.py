@@ -40,7 +40,7 @@ class AnomalyResult:
     pred_label: bool  # the decision
     anomaly_map: np.ndarray  # float32 (H, W) at the frame's own size, normalised like pred_score
     pred_mask: np.ndarray  # bool (H, W): anomaly_map >= 0.5
-    raw_score: float  # before normalisation, in the model's own units
+    raw_score: float  # before normalisation, in the model's own units (metadata score.space: a logit, a probability, ...)
 
     # short names for embedded code
     @property
@@ -71,6 +71,13 @@ class Predictor:
     def __init__(self, backend: Backend, metadata: ArtifactMetadata, *, channel_order: str = "bgr") -> None:
         if channel_order not in ("bgr", "rgb"):
             msg = f"channel_order must be 'bgr' (OpenCV frames) or 'rgb', got {channel_order!r}"
+            raise ConfigError(msg)
+        produces = backend.score_space
+        if produces is not None and produces is not metadata.score_space:
+            msg = (
+                f"the {backend.name} model outputs {produces.value!r} maps but its metadata says score.space "
+                f"{metadata.score_space.value!r}; load it with Predictor.load, or set the model's output_space to match"
+            )
             raise ConfigError(msg)
         self.backend = backend
         self.metadata = metadata
@@ -152,7 +159,8 @@ class Predictor:
             raise InvalidOutputError(msg)
         raw = image_scores(maps, self.metadata.score)
         calibration = self.metadata.calibration
-        scores, norm_maps = calibrated_scores(raw, calibration), calibrated_maps(maps, calibration)
+        spec = self.metadata.score
+        scores, norm_maps = calibrated_scores(raw, spec, calibration), calibrated_maps(maps, spec, calibration)
         results = []
         for index, (height, width) in enumerate(sizes):
             full = resize_map(np.ascontiguousarray(norm_maps[index], dtype=np.float32), height, width)

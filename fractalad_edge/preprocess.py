@@ -12,9 +12,10 @@ from collections.abc import Iterable, Sequence
 import cv2
 import numpy as np
 
-from fractalad_edge.artifact import InputSpec, ScoreCalibration, ScoreReduction, ScoreSpec
+from fractalad_edge.artifact import InputSpec, ScoreCalibration, ScoreNormalization, ScoreReduction, ScoreSpec
 from fractalad_edge.data.images import to_uint8_rgb
 from fractalad_edge.errors import ConfigError, InvalidInputError
+from fractalad_edge.score_space import ScoreSpace
 
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -118,35 +119,124 @@ def image_scores(maps: np.ndarray, spec: ScoreSpec) -> np.ndarray:
 
 
 def normalize_score(raw: np.ndarray | float, threshold: float, low: float, high: float) -> np.ndarray:
-    """Map raw scores so the threshold lands on 0.5, clipped to [0, 1] (anomalib's convention)."""
+    """Map raw scores so the threshold lands on 0.5, clipped to [0, 1] (anomalib's convention; ``span``)."""
     return np.clip(0.5 + (np.asarray(raw, dtype=np.float32) - threshold) / (high - low), 0.0, 1.0)
 
 
+def normalize_two_sided(raw: np.ndarray | float, threshold: float, low: float, high: float) -> np.ndarray:
+    """``[low, threshold] -> [0, 0.5]`` and ``[threshold, high] -> [0.5, 1]``, linear on each side, clipped.
+
+    Computed in float64 and returned as float32: a score at the threshold maps to exactly
+    0.5, and every score at or above it to >= 0.5, whatever the magnitudes.
+    """
+    values = np.asarray(raw, dtype=np.float64)
+    below = np.clip(0.5 * (values - low) / (threshold - low), 0.0, _BELOW_HALF)
+    above = np.clip(0.5 + 0.5 * (values - threshold) / (high - threshold), 0.5, 1.0)
+    return np.where(values >= threshold, above, below).astype(np.float32)
+
+
+#: the largest float32 below 0.5: a score just under the threshold must not round up to it
+_BELOW_HALF = float(np.nextafter(np.float32(0.5), np.float32(0.0)))
+
+
+def _normalize(raw: np.ndarray | float, threshold: float, low: float, high: float, calibration: ScoreCalibration) -> np.ndarray:
+    if calibration.normalization is ScoreNormalization.TWO_SIDED:
+        return normalize_two_sided(raw, threshold, low, high)
+    return normalize_score(raw, threshold, low, high)
+
+
 def normalize_image_scores(raw: np.ndarray, calibration: ScoreCalibration) -> np.ndarray:
-    return normalize_score(raw, calibration.image_threshold, calibration.image_min, calibration.image_max)
+    return _normalize(raw, calibration.image_threshold, calibration.image_min, calibration.image_max, calibration)
 
 
 def normalize_pixel_map(anomaly_map: np.ndarray, calibration: ScoreCalibration) -> np.ndarray:
-    return normalize_score(anomaly_map, calibration.pixel_threshold, calibration.pixel_min, calibration.pixel_max)
+    return _normalize(anomaly_map, calibration.pixel_threshold, calibration.pixel_min, calibration.pixel_max, calibration)
 
 
 #: normalised scores at or above this are anomalous (calibration puts the threshold here)
 DECISION_THRESHOLD = 0.5
 
 
-def calibrated_scores(raw: np.ndarray, calibration: ScoreCalibration | None) -> np.ndarray:
-    """Image scores normalised so 0.5 is the threshold; uncalibrated, the sigmoid's own 0.5 is."""
-    return np.clip(raw, 0.0, 1.0) if calibration is None else normalize_image_scores(raw, calibration)
+def sigmoid(values: np.ndarray) -> np.ndarray:
+    """The logistic function in float32, as a graph's Sigmoid computes it: no overflow for large
+    negative logits, and small probabilities kept (sigmoid(-30) is 9.4e-14, not 0)."""
+    x = np.asarray(values, dtype=np.float32)
+    e = np.exp(-np.abs(x))  # in (0, 1]: never overflows
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32, copy=False)
 
 
-def calibrated_maps(maps: np.ndarray, calibration: ScoreCalibration | None) -> np.ndarray:
-    """Anomaly maps normalised like :func:`calibrated_scores` (unchanged when uncalibrated)."""
-    return maps if calibration is None else normalize_pixel_map(maps, calibration)
+def uncalibrated(values: np.ndarray, space: ScoreSpace) -> np.ndarray:
+    """Scores or maps of an uncalibrated model in [0, 1] with 0.5 as the decision point.
+
+    ``sigmoid``: the probabilities themselves (clipped); ``logit``: their sigmoid, so logit 0 is
+    the threshold, the head's own decision point either way. ``distance`` and ``fused`` have
+    no decision point of their own (calibrate them): clipped, as before the field existed.
+    """
+    if space is ScoreSpace.LOGIT:
+        values = np.asarray(values, dtype=np.float32)
+        # exact at 0: a logit just below 0 must not round up to 0.5 in float32
+        return np.where(values >= 0.0, np.maximum(sigmoid(values), 0.5), np.minimum(sigmoid(values), _BELOW_HALF)).astype(np.float32)
+    return np.clip(values, 0.0, 1.0)
+
+
+def calibrated_scores(raw: np.ndarray, spec: ScoreSpec, calibration: ScoreCalibration | None) -> np.ndarray:
+    """Image scores normalised so 0.5 is the threshold; uncalibrated, the head's own midpoint is (:func:`uncalibrated`)."""
+    if calibration is None:
+        return uncalibrated(raw, _space(spec))
+    return normalize_image_scores(raw, calibration)
+
+
+def calibrated_maps(maps: np.ndarray, spec: ScoreSpec, calibration: ScoreCalibration | None) -> np.ndarray:
+    """Anomaly maps normalised like :func:`calibrated_scores`: in [0, 1], 0.5 at the pixel threshold.
+
+    Uncalibrated, only ``logit`` maps change (to their sigmoid); the others are returned as
+    they are, as before score spaces existed.
+    """
+    if calibration is None:
+        space = _space(spec)
+        return uncalibrated(maps, space) if space is ScoreSpace.LOGIT else maps
+    return normalize_pixel_map(maps, calibration)
 
 
 def decisions(maps: np.ndarray, spec: ScoreSpec, calibration: ScoreCalibration | None) -> np.ndarray:
     """Anomalous or not per map: the one rule Predictor, parity and the bench apply."""
-    return calibrated_scores(image_scores(maps, spec), calibration) >= DECISION_THRESHOLD
+    return calibrated_scores(image_scores(maps, spec), spec, calibration) >= DECISION_THRESHOLD
+
+
+def _space(spec: ScoreSpec) -> ScoreSpace:
+    # a ScoreSpec outside an ArtifactMetadata may leave the space unset: the legacy sigmoid
+    return ScoreSpace.SIGMOID if spec.space is None else spec.space
+
+
+def convert_maps(maps: np.ndarray, source: ScoreSpace, target: ScoreSpace) -> np.ndarray:
+    """Maps of one space in another, where that is a change of units: ``sigmoid`` <-> ``logit``.
+
+    ``logit(p)`` is computed on ``p`` clipped to ``[tiny, 1 - 2**-24]``: a float32 sigmoid of
+    a logit above ~16.6 is exactly 1 and has no inverse, so such values come back as ~16.6,
+    and just below it float32 keeps few values (a logit of 15 comes back as 15.03). Small
+    probabilities keep their precision. Other pairs of different spaces raise ConfigError.
+    """
+    if source is target:
+        return maps
+    if {source, target} != {ScoreSpace.SIGMOID, ScoreSpace.LOGIT}:
+        msg = f"maps in the {source.value!r} space cannot be expressed in the {target.value!r} space"
+        raise ConfigError(msg)
+    if target is ScoreSpace.SIGMOID:
+        return sigmoid(maps)
+    p = np.clip(np.asarray(maps, dtype=np.float64), np.finfo(np.float32).tiny, 1.0 - 2.0**-24)
+    return np.log(p / (1.0 - p)).astype(np.float32)
+
+
+def display_maps(maps: np.ndarray, spec: ScoreSpec, calibration: ScoreCalibration | None) -> np.ndarray:
+    """Raw maps as the report's heat maps colour them, in [0, 1].
+
+    ``sigmoid`` maps as they are (clipped), as reports always showed them; every other
+    space through :func:`calibrated_maps`, the Predictor's ``anomaly_map`` (0.5 at the pixel
+    threshold): logits, distances and fused values have no [0, 1] range of their own.
+    """
+    if _space(spec) is ScoreSpace.SIGMOID:
+        return np.clip(maps, 0.0, 1.0)
+    return np.clip(calibrated_maps(maps, spec, calibration), 0.0, 1.0)
 
 
 def resize_map(anomaly_map: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fractalad_edge.artifact import METADATA_FILENAME, ScoreSpec, read_metadata, write_metadata
+from fractalad_edge.artifact import METADATA_FILENAME, ScoreNormalization, ScoreSpec, read_metadata, write_metadata
 from fractalad_edge.calibration import CalibrationConfig, ThresholdMethod, ThresholdRule, build_calibration_sets, calibrate_scores
 from fractalad_edge.calibration.thresholds import fit_thresholds
 from fractalad_edge.errors import ArtifactError, CalibrationError, ConfigError
@@ -70,6 +70,23 @@ def test_sets_hold_the_requested_mix_of_anomalies(normal_images_dir: Path) -> No
     assert calibration.masks.dtype == bool and calibration.masks.shape == (8, SIZE, SIZE)
     # interleaved: a quantizer that takes only a prefix still sees both kinds
     assert 0 < calibration.labels[:4].sum() < 4
+
+
+def test_the_calibration_set_does_not_depend_on_the_validation_count(normal_images_dir: Path) -> None:
+    """An fp32 export (8 parity images), an INT8 export (32 for its gate) and `calibrate` (none)
+    fit their thresholds on one calibration set, so their decisions differ only where their
+    runtimes do (the held-out sources once depended on the number of validation samples)."""
+    paths = _paths(normal_images_dir)
+    sets = {n: build_calibration_sets(paths, _config(count=8, validation_count=n)) for n in (0, 2, 8, 32)}
+    reference, _ = sets[0]
+    for count, (calibration, validation) in sets.items():
+        assert len(validation) == count
+        for x, y in zip(reference, calibration, strict=True):
+            assert (x.source, x.is_anomalous) == (y.source, y.is_anomalous)
+            np.testing.assert_array_equal(x.image, y.image)
+            np.testing.assert_array_equal(x.mask, y.mask)
+        if count:
+            assert {s.source for s in validation}.isdisjoint({s.source for s in calibration})
 
 
 def test_too_few_images_fall_back_to_shared_sources(normal_images_dir: Path) -> None:
@@ -171,9 +188,16 @@ def test_calibrate_scores_uses_the_predictors_own_maps(tiny_run: Path, normal_im
     )
     maps = predictor.raw_maps(calibration_set.images, channel_order="rgb")
     scores = image_scores(maps, predictor.metadata.score)
-    assert calibration.image_min == pytest.approx(float(scores.min()), abs=1e-6)
-    assert calibration.image_max >= float(scores.max()) - 1e-6
-    assert calibration.image_min <= calibration.image_threshold <= calibration.image_max
+    labels = calibration_set.labels.astype(bool)
+    # two-sided normalisation (new calibrations): the normals' median and the anomalies' 90th percentile,
+    # moved to the other side of the threshold where they do not lie beyond it
+    assert calibration.normalization is ScoreNormalization.TWO_SIDED
+    assert calibration.image_min < calibration.image_threshold < calibration.image_max
+    low, high = float(np.median(scores[~labels])), float(np.percentile(scores[labels], 90))
+    if low < calibration.image_threshold:
+        assert calibration.image_min == pytest.approx(low, abs=1e-5)
+    if high > calibration.image_threshold:
+        assert calibration.image_max == pytest.approx(high, abs=1e-5)
     assert (calibration.num_normal, calibration.num_anomalous) == (3, 3)
     # the calibrated predictor decides exactly by the threshold
     results = predictor.with_calibration(calibration).predict_batch([im[..., ::-1] for im in calibration_set.images])

@@ -54,7 +54,7 @@ from fractalad_edge.evaluation import evaluate_predictor
 from fractalad_edge.export.formats import FORMATS
 from fractalad_edge.extras import missing_modules
 from fractalad_edge.predictor import Predictor
-from fractalad_edge.preprocess import decisions, prepare_batch
+from fractalad_edge.preprocess import convert_maps, decisions, prepare_batch
 from fractalad_edge.runtimes.base import RUNTIMES
 
 MODELS_DIRNAME = "models"
@@ -280,12 +280,18 @@ def run_bench(
         ref_maps = maps_by_row[reference]
         ref_metadata = predictors[reference].metadata
         ref_decisions = decisions(ref_maps, ref_metadata.score, ref_metadata.calibration)
+        ref_space = ref_metadata.score_space
         for name, maps in maps_by_row.items():
-            diff = np.abs(maps - ref_maps)
-            rows[name] = dataclasses.replace(
-                rows[name], map_mean_abs_diff=float(diff.mean()), map_max_abs_diff=float(diff.max()),
-                decisions_agree=float(np.mean(decisions(maps, predictors[name].metadata.score, predictors[name].metadata.calibration) == ref_decisions)),
-            )
+            metadata = predictors[name].metadata
+            changes: dict[str, Any] = {"decisions_agree": float(np.mean(decisions(maps, metadata.score, metadata.calibration) == ref_decisions))}
+            # an export reused from before its run's space changed is compared in the reference's
+            # units where that is a change of units (sigmoid/logit); otherwise no map difference is claimed
+            try:
+                diff = np.abs(convert_maps(maps, metadata.score_space, ref_space) - ref_maps)
+                changes.update(map_mean_abs_diff=float(diff.mean()), map_max_abs_diff=float(diff.max()))
+            except ConfigError:
+                pass
+            rows[name] = dataclasses.replace(rows[name], **changes)
 
     if predictors:
         rows.update(_time_all(predictors, rows, config, frame, batch_frames, progress))

@@ -5,6 +5,11 @@ users have neither labelled defects nor a validation split. The method's own gen
 makes both from the normal images: a share of the samples get a fractal anomaly, the rest
 stay normal. Calibration and validation draw from disjoint source images, so the accuracy
 gate after quantization is measured on images the quantizer never saw.
+
+Which sources are held out depends on the images and the seed only, never on how many
+validation samples are asked for: an fp32 export (8 parity images), an INT8 export (32 for
+its gate) and ``calibrate`` (none) fit their thresholds on the same calibration set, so
+their decisions differ only where their runtimes do.
 """
 
 from __future__ import annotations
@@ -19,6 +24,18 @@ from fractalad_edge.calibration.defaults import ANOMALY_RATIO, CALIBRATION_COUNT
 from fractalad_edge.data.images import read_image
 from fractalad_edge.errors import CalibrationError, ConfigError
 from fractalad_edge.synth.anomaly import FractalAnomalyGenerator, SynthConfig
+
+
+#: at most this many normal images are held out for validation (a third of them below 3 x this)
+MAX_HOLDOUT_SOURCES = 32
+
+
+def holdout_source_count(num_sources: int) -> int:
+    """How many of ``num_sources`` normal images are held out: a third, 2 to :data:`MAX_HOLDOUT_SOURCES`;
+    0 below 4 images (too few to hold any out; the sets then share them)."""
+    if num_sources < 4:
+        return 0
+    return max(2, min(num_sources // 3, MAX_HOLDOUT_SOURCES))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,15 +118,16 @@ def build_calibration_sets(paths: Sequence[str | Path], config: CalibrationConfi
     """(calibration, validation) sets from disjoint normal images, reproducible from ``config.seed``.
 
     Paths are sorted first, so the sets do not depend on the order a directory listing or
-    glob happened to return them in.
+    glob happened to return them in. The held-out sources (:func:`holdout_source_count`) are
+    the same whatever ``config.validation_count`` is, so the calibration set is too.
     """
     paths = sorted({Path(p) for p in paths})
     if not paths:
         msg = "calibration needs normal images and none were given; pass --calib-data with a folder of good images"
         raise CalibrationError(msg)
     shuffled = [paths[i] for i in np.random.default_rng(config.seed).permutation(len(paths))]
-    if config.validation_count and len(shuffled) >= 4:
-        n_val_sources = max(2, min(len(shuffled) // 3, config.validation_count))
+    n_val_sources = holdout_source_count(len(shuffled))
+    if n_val_sources:
         val_sources, cal_sources = shuffled[:n_val_sources], shuffled[n_val_sources:]
     else:
         val_sources, cal_sources = shuffled, shuffled  # too few images to hold any out; said in the report

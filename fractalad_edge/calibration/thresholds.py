@@ -7,19 +7,26 @@ model gets thresholds fitted to its own outputs), then:
 - ``fpr``: the quantile of normal scores that gives a target false-alarm rate, which needs
   no anomalies at all and is what a line that cannot afford false stops asks for.
 Pixel thresholds are F1-optimal over the synthetic set's pixels in both cases.
+
+Thresholds are fitted on the maps as the graph outputs them, in its score space
+(fractalad_edge/score_space.py): for new ``fractalad`` models the head's logits, where the
+middle of the F1 gap is a margin in logit units instead of a step of 1e-6 under a saturated
+sigmoid. New calibrations normalise ``two-sided`` (:func:`normalization_range`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fractalad_edge.artifact import ScoreCalibration
+from fractalad_edge.artifact import ScoreCalibration, ScoreNormalization
 from fractalad_edge.errors import CalibrationError
 from fractalad_edge.metrics import f1_max
 from fractalad_edge.preprocess import image_scores
+from fractalad_edge.score_space import ScoreSpace
 from fractalad_edge.threshold_rule import ThresholdMethod, ThresholdRule
 
 if TYPE_CHECKING:
@@ -27,6 +34,44 @@ if TYPE_CHECKING:
 
 
 MAX_PIXELS = 2_000_000  # pixel F1 on a deterministic subsample keeps calibration to seconds
+#: two-sided normalisation: ``min`` is this percentile of the normal scores (a typical good
+#: part reads ~0.25 or less, half of them 0) and ``max`` this percentile of the anomalous ones
+#: (a typical synthetic anomaly reads ~0.9, a clear real defect well above 0.5)
+LOW_PERCENTILE = 50.0
+HIGH_PERCENTILE = 90.0
+
+
+def midpoint(space: ScoreSpace) -> float:
+    """The head's own decision point where nothing can be fitted: sigmoid 0.5, logit 0.
+
+    ``distance`` and ``fused`` have none; 0.5 there, as before score spaces existed.
+    """
+    return 0.0 if space is ScoreSpace.LOGIT else 0.5
+
+
+def normalization_range(
+    normal: np.ndarray, anomalous: np.ndarray, threshold: float, everything: np.ndarray
+) -> tuple[float, float]:
+    """``(min, max)`` of a two-sided normalisation around ``threshold``, strictly on either side of it.
+
+    ``min``: the median (:data:`LOW_PERCENTILE`) of the normal values, ``max``: the
+    :data:`HIGH_PERCENTILE` of the anomalous ones; robust to a few outliers, unlike the
+    extremes ``span`` used. Where a side has no values beyond the threshold (no anomalies,
+    or normals all above it) it mirrors the other side's width; where neither has, the
+    width is the spread of all values (or 1).
+    """
+    low = float(np.percentile(normal, LOW_PERCENTILE)) if normal.size else math.nan
+    high = float(np.percentile(anomalous, HIGH_PERCENTILE)) if anomalous.size else math.nan
+    low_ok, high_ok = low < threshold, high > threshold  # False for NaN
+    if not low_ok and not high_ok:
+        spread = float(everything.max() - everything.min()) if everything.size else 0.0
+        width = spread if spread > 0 and math.isfinite(spread) else 1.0
+        return threshold - width, threshold + width
+    if not low_ok:
+        low = threshold - (high - threshold)
+    if not high_ok:
+        high = threshold + (threshold - low)
+    return low, high
 
 
 def f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -56,7 +101,14 @@ def fit_thresholds(
     rule: ThresholdRule = ThresholdRule(),
     source: str = "synthetic",
     seed: int | None = None,
+    space: ScoreSpace = ScoreSpace.SIGMOID,
+    normalization: ScoreNormalization = ScoreNormalization.TWO_SIDED,
 ) -> ScoreCalibration:
+    """Image and pixel thresholds on ``maps`` (in ``space``) and their ``normalization`` range.
+
+    ``span`` keeps the old range (min and max of the scores); ``two-sided`` uses
+    :func:`normalization_range`.
+    """
     labels = np.asarray(labels).astype(bool)
     normal_scores = scores[~labels]
     if normal_scores.size == 0:
@@ -75,25 +127,35 @@ def fit_thresholds(
     if pixel_values.size > MAX_PIXELS:
         pick = np.random.default_rng(0).choice(pixel_values.size, MAX_PIXELS, replace=False)
         pixel_labels, pixel_values = pixel_labels[pick], pixel_values[pick]
+    pixel_labels = pixel_labels.astype(bool)
     if pixel_labels.any() and not pixel_labels.all():
         pixel_threshold = f1_threshold(pixel_labels, pixel_values)
     else:
-        pixel_threshold = 0.5  # no anomalous pixels to fit on: the sigmoid's own midpoint
+        pixel_threshold = midpoint(space)  # no anomalous pixels to fit on: the head's own midpoint
 
-    image_min, image_max = float(scores.min()), float(scores.max())
-    pixel_min, pixel_max = float(pixel_values.min()), float(pixel_values.max())
+    if normalization is ScoreNormalization.TWO_SIDED:
+        image_min, image_max = normalization_range(normal_scores, scores[labels], image_threshold, scores)
+        pixel_min, pixel_max = normalization_range(
+            pixel_values[~pixel_labels], pixel_values[pixel_labels], pixel_threshold, pixel_values
+        )
+    else:
+        image_min, image_max = float(scores.min()), float(scores.max())
+        image_max = max(image_max, image_min + 1e-6)
+        pixel_min, pixel_max = float(pixel_values.min()), float(pixel_values.max())
+        pixel_max = max(pixel_max, pixel_min + 1e-6)
     return ScoreCalibration(
         image_threshold=float(image_threshold),
-        image_min=image_min,
-        image_max=max(image_max, image_min + 1e-6),
+        image_min=float(image_min),
+        image_max=float(image_max),
         pixel_threshold=float(pixel_threshold),
-        pixel_min=pixel_min,
-        pixel_max=max(pixel_max, pixel_min + 1e-6),
+        pixel_min=float(pixel_min),
+        pixel_max=float(pixel_max),
         rule=rule,
         source=source,
         num_normal=int((~labels).sum()),
         num_anomalous=int(labels.sum()),
         seed=seed,
+        normalization=normalization,
     )
 
 
@@ -106,8 +168,12 @@ def calibrate_scores(
     rule: ThresholdRule = ThresholdRule(),
     source: str = "synthetic",
     seed: int | None = None,
+    normalization: ScoreNormalization = ScoreNormalization.TWO_SIDED,
 ) -> ScoreCalibration:
-    """Run the predictor's own runtime on RGB ``images`` and fit thresholds to its outputs."""
+    """Run the predictor's own runtime on RGB ``images`` and fit thresholds to its outputs (in its score space)."""
     maps = predictor.raw_maps(images, channel_order="rgb")
     scores = image_scores(maps, predictor.metadata.score)
-    return fit_thresholds(maps, labels, masks, scores, rule=rule, source=source, seed=seed)
+    return fit_thresholds(
+        maps, labels, masks, scores, rule=rule, source=source, seed=seed,
+        space=predictor.metadata.score_space, normalization=normalization,
+    )

@@ -3,6 +3,15 @@
 Thresholds are fitted with the artifact's own runtime on synthetic anomalies made from
 the given normal images. When real labelled defects are supplied they are used instead,
 and both results are reported so the cost of calibrating without defects is visible.
+
+``score_space`` switches what the thresholds are fitted on (fractalad_edge/score_space.py).
+A ``torch`` artifact can: its forward drops or adds the sigmoid, the weights file is
+unchanged. An exported graph (ONNX, OpenVINO, TensorRT) computes its own output, so a
+sigmoid export is refused with :class:`~fractalad_edge.errors.ScoreSpaceError`: the logits
+cannot be recovered from it where they matter, because a float32 sigmoid is exactly 1 for
+every logit above ~16.6 and keeps ~5 significant bits near the thresholds (0.99999);
+re-exporting from the run gives the logits themselves (docs/experiments/score-space.md
+measures the difference).
 """
 
 from __future__ import annotations
@@ -13,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fractalad_edge.artifact import METADATA_FILENAME, ScoreCalibration, read_metadata, write_metadata
+from fractalad_edge.artifact import METADATA_FILENAME, ArtifactMetadata, ModelFormat, ScoreCalibration, read_metadata, write_metadata
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
 from fractalad_edge.calibration.defaults import CALIBRATION_COUNT, CALIBRATION_SEED
 from fractalad_edge.calibration.thresholds import calibrate_scores, fit_thresholds
 from fractalad_edge.data.datasets import find_training_images
-from fractalad_edge.errors import ConfigError
+from fractalad_edge.errors import ConfigError, ScoreSpaceError
 from fractalad_edge.preprocess import image_scores
+from fractalad_edge.score_space import ScoreSpace, check_space, parse_space
 from fractalad_edge.threshold_rule import DEFAULT_TARGET_FPR, ThresholdMethod, ThresholdRule
 
 
@@ -29,9 +39,15 @@ class RecalibrationResult:
     real: ScoreCalibration | None
     written: ScoreCalibration
     model: Path
+    space: ScoreSpace = ScoreSpace.SIGMOID  # what the thresholds are in (the artifact's score.space)
+    previous_space: ScoreSpace = ScoreSpace.SIGMOID  # before this calibration
 
     def summary(self) -> str:
-        lines = [f"thresholds written to {self.model / METADATA_FILENAME} ({self.written.source}, {self.written.rule.label}):"]
+        switched = "" if self.space is self.previous_space else f", switched from {self.previous_space.value!r}"
+        lines = [
+            f"thresholds written to {self.model / METADATA_FILENAME} ({self.written.source}, {self.written.rule.label}; "
+            f"{self.space.value!r} space{switched}, {self.written.normalization.value} normalisation):"
+        ]
         for name, cal in (("synthetic anomalies", self.synthetic), ("real defects", self.real)):
             if cal is not None:
                 lines.append(
@@ -51,9 +67,12 @@ def recalibrate(
     count: int = CALIBRATION_COUNT,
     seed: int = CALIBRATION_SEED,
     runtime: str | None = None,
+    score_space: ScoreSpace | str | None = None,
 ) -> RecalibrationResult:
+    """Fit and write new thresholds; ``score_space`` (None: the artifact's own) switches a torch artifact's space."""
     from fractalad_edge.data.test_set import load_test_set
     from fractalad_edge.predictor import Predictor
+    from fractalad_edge.runtimes.base import load_backend
 
     try:
         threshold_method = ThresholdMethod(method)
@@ -62,8 +81,9 @@ def recalibrate(
         raise ConfigError(msg) from None
     rule = ThresholdRule.of(threshold_method, target_fpr)
     model = Path(model)
-    metadata = read_metadata(model)
-    predictor = Predictor.load(model, runtime=runtime)
+    original = read_metadata(model)
+    metadata = in_space(original, model, score_space)
+    predictor = Predictor(load_backend(model, metadata, runtime=runtime), metadata)
     config = CalibrationConfig(count=count, validation_count=0, seed=seed, image_size=metadata.input.height)
     calibration_set, _ = build_calibration_sets(find_training_images(normal), config)
     synthetic = calibrate_scores(
@@ -77,8 +97,33 @@ def recalibrate(
         labels = np.array([s.label for s in test_set.samples])
         real = fit_thresholds(
             maps, labels, test_set.masks, image_scores(maps, metadata.score),
-            rule=rule, source="real",
+            rule=rule, source="real", space=metadata.score_space,
         )
     written = real or synthetic
     write_metadata(model, dataclasses.replace(metadata, calibration=written))
-    return RecalibrationResult(synthetic=synthetic, real=real, written=written, model=model)
+    return RecalibrationResult(
+        synthetic=synthetic, real=real, written=written, model=model,
+        space=metadata.score_space, previous_space=original.score_space,
+    )
+
+
+def in_space(metadata: ArtifactMetadata, model: Path, score_space: ScoreSpace | str | None) -> ArtifactMetadata:
+    """``metadata`` scoring in ``score_space`` (None: unchanged); refused where the model cannot.
+
+    Only a ``torch`` artifact can change space (its forward is built from the metadata); an
+    exported graph raises :class:`ScoreSpaceError` naming the re-export that gives the space.
+    """
+    if score_space is None:
+        return metadata
+    space = parse_space(score_space)
+    if space is metadata.score_space:
+        return metadata
+    check_space(metadata.method, space)
+    if metadata.format is not ModelFormat.TORCH:
+        msg = (
+            f"{model} is a {metadata.format.value} export whose graph outputs {metadata.score_space.value!r} maps; it cannot "
+            f"score in {space.value!r} without re-export: fractalad-edge export RUN --format {metadata.format.value} "
+            f"--precision {metadata.precision.value} --score-space {space.value} --out NEW (RUN: the training run it came from)"
+        )
+        raise ScoreSpaceError(msg)
+    return dataclasses.replace(metadata, score=dataclasses.replace(metadata.score, space=space), calibration=None)

@@ -95,6 +95,7 @@ def check_models(models: Mapping[str, str | Path]) -> dict[str, dict[str, Any]]:
             "format": metadata.format.value,
             "precision": metadata.precision.value,
             "raw_threshold": metadata.calibration.image_threshold if metadata.calibration else None,
+            "score_space": metadata.score_space.value,  # the units of raw_threshold and raw_score
         }
     return described
 

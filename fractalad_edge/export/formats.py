@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 #: Options every non-torch format reads: the calibration set (thresholds are refitted with
 #: the exported runtime) and the parity check against the torch model.
-_CALIBRATION_OPTIONS = ("precision", "calib_data", "calib_count", "calib_seed", "anomaly_ratio", "parity_images", "tolerance")
+_CALIBRATION_OPTIONS = (
+    "precision", "calib_data", "calib_count", "calib_seed", "anomaly_ratio", "parity_images", "tolerance", "score_space",
+)
 #: The int8 accuracy gate after quantization (every int8 format).
 _GATE_OPTIONS = ("max_drop", "allow_accuracy_drop")
 #: Options that only mean something for int8: the gate, the onnx weight range, the

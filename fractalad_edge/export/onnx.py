@@ -8,7 +8,8 @@ Choices, measured on this model (torch 2.13, 64 px tiny model on 2 shared cores)
   graph carries shape arithmetic (padding and resize sizes computed with Shape, Slice,
   ConstantOfShape); with static shapes all of it is constant, so onnxscript's optimizer folds
   it, fuses the explicit pads into the convolutions and leaves 285 nodes of plain Conv,
-  Clip, Mul, Add, ReduceSum, Sqrt, Resize, GridSample, Concat, Transpose and Sigmoid
+  Clip, Mul, Add, ReduceSum, Sqrt, Resize, GridSample, Concat, Transpose (and Sigmoid in a
+  ``sigmoid``-space graph; the default ``logit`` graph ends before it)
   (TorchScript raw: 721 nodes; dynamo: 298 at opset 18).
 * Static batch 1 (``1 x 3 x S x S``). A dynamic batch axis keeps Shape ops in the graph
   (the resize sizes depend on it), needs TensorRT optimisation profiles, and an edge camera

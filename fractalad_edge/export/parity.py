@@ -4,19 +4,28 @@ Checked on synthetic calibration images (real normals with and without fractal a
 not random noise: noise drives activations into ranges no camera frame reaches, and its
 maps sit flat around 0.5, so it can neither expose nor excuse a real difference.
 
-Tolerances are on the anomaly map (values in [0, 1]), max absolute difference:
+Tolerances bound the largest map difference, measured as ``|diff| / max(1, |reference|)``
+(``ParityReport.max_scaled_diff``). On ``sigmoid`` maps (values in [0, 1]) that is the plain
+absolute difference, the check every artifact before score spaces had. ``logit``, ``distance``
+and ``fused`` maps are unbounded: a trained head's logits reach +-20 to 30, and float32 kernels
+in another order differ there by a relative 1e-6..1e-5, i.e. absolute errors the size of the
+fp32 tolerance on values that decide nothing (every pixel beyond |logit| 1 is far from 0.5
+after the sigmoid that used to hide them). Below 1 the check stays absolute, where a logit
+error counts in full; beyond it, relative, which is what a float format guarantees.
 
-============  ==========  =============================================================
-precision     tolerance   why
-============  ==========  =============================================================
-fp32          1e-4        (ExportOptions.tolerance) same arithmetic, other kernel order
-fp16          3e-2        10-bit mantissa; the sigmoid divides logit errors by >= 4
-bf16          1e-1        7-bit mantissa through ~100 convolutions
-int8          2.5e-1      recorded only; the accuracy gate (AUROC drop) decides for int8
-============  ==========  =============================================================
+============  ==========  ======================  ===============================================
+precision     sigmoid     logit / distance/fused  why
+============  ==========  ======================  ===============================================
+fp32          1e-4        1e-4                    (ExportOptions.tolerance) other kernel order
+fp16          3e-2        1.2e-1                  10-bit mantissa; the sigmoid divided logit
+                                                  errors by >= 4, so without it 4x the budget
+bf16          1e-1        4e-1                    7-bit mantissa through ~100 convolutions; x4 idem
+int8          2.5e-1      1.0                     recorded only; the accuracy gate decides int8
+============  ==========  ======================  ===============================================
 
 fp32, fp16 and bf16 beyond tolerance raise ParityError; int8 differences are expected and
-judged by what they cost in detection quality instead.
+judged by what they cost in detection quality instead. Decisions are compared too
+(``decisions_agree``), each at the candidate's threshold.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import numpy as np
 from fractalad_edge.artifact import ParityReport, Precision
 from fractalad_edge.errors import ParityError
 from fractalad_edge.preprocess import decisions
+from fractalad_edge.score_space import ScoreSpace
 
 if TYPE_CHECKING:
     from fractalad_edge.predictor import Predictor
@@ -38,15 +48,25 @@ REDUCED_PRECISION_TOLERANCE: dict[Precision, float] = {
     Precision.BF16: 1e-1,
     Precision.INT8: 2.5e-1,
 }
+#: reduced-precision tolerances are this much looser on maps without the sigmoid: its slope
+#: is at most 1/4, so it divided every logit error by 4 or more
+UNBOUNDED_FACTOR = 4.0
 #: Precisions whose parity is only recorded; another check (the accuracy gate) decides.
 RECORDED_ONLY = (Precision.INT8,)
 
 
-def tolerance_for(precision: Precision, fp32_tolerance: float) -> float:
+def tolerance_for(precision: Precision, fp32_tolerance: float, space: ScoreSpace = ScoreSpace.SIGMOID) -> float:
     """The map tolerance for a precision: the fp32 one, or the looser table value (never tighter)."""
     if precision is Precision.FP32:
         return fp32_tolerance
-    return max(fp32_tolerance, REDUCED_PRECISION_TOLERANCE[precision])
+    factor = 1.0 if space.bounded else UNBOUNDED_FACTOR
+    return max(fp32_tolerance, factor * REDUCED_PRECISION_TOLERANCE[precision])
+
+
+def scaled_difference(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """``|actual - expected| / max(1, |expected|)``, float64: absolute below 1, relative beyond."""
+    expected = expected.astype(np.float64)
+    return np.abs(actual.astype(np.float64) - expected) / np.maximum(1.0, np.abs(expected))
 
 
 def compare_maps(
@@ -71,6 +91,7 @@ def compare_maps(
     finite = bool(np.isfinite(actual).all())
     max_abs = float(diff.max()) if finite else float("inf")
     mean_abs = float(diff.mean()) if finite else float("inf")
+    max_scaled = float(scaled_difference(actual, expected).max()) if finite else float("inf")
     score, calibration = candidate.metadata.score, candidate.metadata.calibration
     agree = float(np.mean(decisions(expected, score, calibration) == decisions(actual, score, calibration)))
     return ParityReport(
@@ -80,7 +101,8 @@ def compare_maps(
         mean_abs_diff=mean_abs,
         decisions_agree=agree,
         tolerance=tolerance,
-        passed=finite and max_abs <= tolerance,
+        passed=finite and max_scaled <= tolerance,
+        max_scaled_diff=max_scaled,
     )
 
 
@@ -89,8 +111,8 @@ def enforce_parity(report: ParityReport, precision: Precision, *, what: str) -> 
     if report.passed or precision in RECORDED_ONLY:
         return
     msg = (
-        f"{what} differs from the {report.reference} model beyond tolerance: max |map difference| "
-        f"{report.max_abs_diff:.3g} > {report.tolerance:.3g} (mean {report.mean_abs_diff:.3g}, decisions agree on "
+        f"{what} differs from the {report.reference} model beyond tolerance: max |map difference| / max(1, |reference|) "
+        f"{_scaled(report):.3g} > {report.tolerance:.3g} (max absolute {report.max_abs_diff:.3g}, mean {report.mean_abs_diff:.3g}, decisions agree on "
         f"{report.decisions_agree:.0%} of {report.num_images} images). The runtime computes something else than the "
         "model; check the runtime version, or export with another opset (--opset) and report it."
     )
@@ -105,18 +127,27 @@ def format_parity(report: ParityReport, *, checked_with: str, recorded_only: boo
         verdict = "beyond tolerance, recorded only (the int8 accuracy gate decides)"
     else:
         verdict = "FAILED"
+    scaled = "" if report.max_scaled_diff is None or report.max_scaled_diff == report.max_abs_diff else (
+        f", scaled {report.max_scaled_diff:.2e}"
+    )
     return (
         f"parity vs {report.reference} ({checked_with}, {report.num_images} synthetic images): max |diff| "
-        f"{report.max_abs_diff:.2e}, mean {report.mean_abs_diff:.2e}, decisions agree {report.decisions_agree:.0%} "
+        f"{report.max_abs_diff:.2e}{scaled}, mean {report.mean_abs_diff:.2e}, decisions agree {report.decisions_agree:.0%} "
         f"(tolerance {report.tolerance:.0e}) -> {verdict}"
     )
+
+
+def _scaled(report: ParityReport) -> float:
+    return report.max_abs_diff if report.max_scaled_diff is None else report.max_scaled_diff
 
 
 __all__ = [
     "RECORDED_ONLY",
     "REDUCED_PRECISION_TOLERANCE",
+    "UNBOUNDED_FACTOR",
     "compare_maps",
     "enforce_parity",
     "format_parity",
+    "scaled_difference",
     "tolerance_for",
 ]

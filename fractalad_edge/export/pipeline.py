@@ -7,7 +7,9 @@ One path for every format (the FORMATS table supplies the writer):
    sets from its normal images (fractal anomalies on half of them);
 3. the format's writer exports (and for int8 quantizes) into a staging folder;
 4. thresholds are refitted *with the exported runtime* on the calibration set, so an int8 or
-   fp16 model is judged by thresholds fitted to its own outputs;
+   fp16 model is judged by thresholds fitted to its own outputs; they are fitted in the
+   export's score space (``score_space``; ``fractalad`` models export their logits by
+   default, whatever space the run was written in: fractalad_edge/score_space.py);
 5. parity against the torch model on held-out synthetic images (ParityError for float
    precisions beyond tolerance), and for int8 the accuracy gate;
 6. metadata.json (sha256 of every file, parity, precision, runtime, versions) is written and
@@ -59,6 +61,7 @@ from fractalad_edge.export.formats import (
 from fractalad_edge.export.onnx import MAX_OPSET, MIN_OPSET
 from fractalad_edge.export.parity import RECORDED_ONLY, compare_maps, enforce_parity, format_parity, tolerance_for
 from fractalad_edge.outputs import StagedOutput, check_output_folder, folder_is_empty
+from fractalad_edge.score_space import ScoreSpace, check_space, default_space, parse_space
 from fractalad_edge.threshold_rule import ThresholdRule
 
 if TYPE_CHECKING:
@@ -97,6 +100,9 @@ class ExportOptions:
     #: e.g. ("csam", "flow", "classifier", "memory") to quantize the teacher's stem too);
     #: None: quantize.DEFAULT_KEEP_FLOAT, chosen by measurement. The accuracy gate still decides.
     keep_float: tuple[str, ...] | None = None
+    #: what the exported graph outputs (fractalad_edge/score_space.py): None = the method's
+    #: default (``logit`` for fractalad; ``sigmoid`` puts the sigmoid back in the graph)
+    score_space: ScoreSpace | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -104,6 +110,8 @@ class ExportOptions:
         except ValueError:
             msg = f"precision must be one of {', '.join(p.value for p in Precision)}, got {self.precision!r}"
             raise ConfigError(msg) from None
+        if self.score_space is not None:
+            object.__setattr__(self, "score_space", parse_space(self.score_space))
         if self.calib_data is not None:
             object.__setattr__(self, "calib_data", Path(self.calib_data))
         if self.keep_float is not None:
@@ -175,6 +183,7 @@ def export_model(
         )
         raise ExportError(msg)
     _check_method(spec, options.precision, run_metadata)
+    space = check_space(run_metadata.method, options.score_space or default_space(run_metadata.method))
     paths, object_placement = _calibration_sources(run_dir, options.calib_data)
     calibration, validation = build_calibration_sets(
         paths,
@@ -194,6 +203,11 @@ def export_model(
     from fractalad_edge.models.torch_format import load_model  # torch is imported when an export runs
 
     model = load_model(run_dir, run_metadata)
+    model.output_space = space  # before any writer traces it: the exported graph outputs this space
+    if space is not run_metadata.score_space:
+        say(f"the run scores in the {run_metadata.score_space.value!r} space; this export outputs {space.value!r}")
+    # the run as the export sees it, in the export's space (its calibration is read for its rule only)
+    run_metadata = dataclasses.replace(run_metadata, score=dataclasses.replace(run_metadata.score, space=space))
     with StagedOutput(out) as staged:
         job = ExportJob(
             model=model,
@@ -268,7 +282,7 @@ def _check_and_calibrate(
             reference,
             candidate,
             job.validation.images[: options.parity_images],
-            tolerance=tolerance_for(exported.checked_precision, options.tolerance),
+            tolerance=tolerance_for(exported.checked_precision, options.tolerance, metadata.score_space),
         )
         say(format_parity(parity, checked_with=checked_with, recorded_only=exported.checked_precision in RECORDED_ONLY))
         enforce_parity(parity, exported.checked_precision, what=f"the {spec.format.value} {options.precision.value} export")

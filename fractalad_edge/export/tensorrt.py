@@ -15,7 +15,11 @@ Where TensorRT is not installed, the artifact carries ``model.onnx`` only (``eng
 None in metadata); it is checked with onnxruntime CPU (for int8: the Q/DQ graph, through
 the accuracy gate) and the engine is built on the device at first load and cached there.
 For fp16 that means thresholds from fp32 maps: export on the device to refit them on the
-engine's own outputs.
+engine's own outputs. The default ``logit`` score space (fractalad_edge/score_space.py) is
+what makes fp32 thresholds carry to an fp16 engine at all: below 1.0 fp16 values are
+4.9e-4 apart, so a ``sigmoid`` engine rounds every image threshold of 0.9999x (trained
+bottle heads) and most normal scores to exactly 1.0, while logits of +-30 keep fp16
+steps of at most 0.016. Written for TensorRT, not run on one here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The FractalAD network: frozen teacher, distilled student, CSAM, semantic-flow head.
 
-One forward pass maps a normalised image to a per-pixel anomaly map in [0, 1]; that
-forward is what gets exported. Training-only work (distillation loss, the augmented
+One forward pass maps a normalised image to a per-pixel anomaly map, in the space
+:attr:`FractalAD.output_space` names (the head's logits by default; fractalad_edge/score_space.py);
+that forward is what gets exported. Training-only work (distillation loss, the augmented
 batch) lives in :meth:`FractalAD.training_step_outputs` so the exported graph holds
 nothing but inference.
 """
@@ -22,6 +23,7 @@ from fractalad_edge.models.backbones import Backbone, BackboneSpec, build_backbo
 from fractalad_edge.models.head import SemanticFlowHead
 from fractalad_edge.method import MemoryConfig, Method, parse_method
 from fractalad_edge.models.memory import MemoryBranch, fuse_maps
+from fractalad_edge.score_space import ScoreSpace, check_space, default_space, parse_space
 
 __all__ = ["FractalAD", "ModelConfig", "build_model"]
 
@@ -40,7 +42,8 @@ class ModelConfig:
     stride-4 convolutions scale with C squared.
     ``distillation=False`` is texture mode: the head reads teacher features directly and
     there is no student.
-    ``method``: ``fractalad`` (the head; output ``sigmoid(logits)``), ``memory`` (the
+    ``method``: ``fractalad`` (the head; output its logits, or ``sigmoid(logits)``: see
+    :attr:`FractalAD.output_space`), ``memory`` (the
     nearest-neighbour branch alone, no student or head; output: distances) or ``fused``
     (both on one teacher pass; output: the fused normalised map). ``memory`` describes the
     branch (needed by ``memory`` and ``fused``).
@@ -118,6 +121,12 @@ class FractalAD(nn.Module):
 
     The teacher is frozen and always in eval mode (``train()`` cannot change that), so its
     BatchNorm statistics stay the ImageNet ones the features were learnt with.
+
+    :attr:`output_space` is what :meth:`forward` (the exported graph) returns: for a
+    ``fractalad`` model the head's ``logit`` map (the default: it keeps its spread, see
+    fractalad_edge/score_space.py) or its ``sigmoid``; ``memory`` and ``fused`` models have one
+    space each. It is not part of :class:`ModelConfig`: the weights are the same either way,
+    and an artifact records it in ``metadata.json`` as ``score.space``.
     """
 
     teacher: Backbone
@@ -157,6 +166,16 @@ class FractalAD(nn.Module):
             if config.memory is not None
             else None
         )
+        self._output_space = default_space(config.method)
+
+    @property
+    def output_space(self) -> ScoreSpace:
+        """The space of :meth:`forward`'s map (see the class docstring)."""
+        return self._output_space
+
+    @output_space.setter
+    def output_space(self, space: ScoreSpace | str) -> None:
+        self._output_space = check_space(self.config.method, parse_space(space))
 
     @property
     def spec(self) -> BackboneSpec:
@@ -204,12 +223,13 @@ class FractalAD(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The anomaly map: the exported inference graph.
 
-        ``fractalad``: ``sigmoid(logits)`` in [0, 1]; ``memory``: nearest-neighbour
-        distances; ``fused``: the fused normalised map (models/memory.py, ``fuse_maps``).
+        ``fractalad``: the logits, or ``sigmoid(logits)`` in [0, 1] (:attr:`output_space`);
+        ``memory``: nearest-neighbour distances; ``fused``: the fused normalised map
+        (models/memory.py, ``fuse_maps``).
         """
         logits, distances = self.branch_maps(x)
         if distances is None:
-            return torch.sigmoid(logits)
+            return logits if self._output_space is ScoreSpace.LOGIT else torch.sigmoid(logits)
         if logits is None:
             return distances
         return fuse_maps(logits, distances, self.config.memory)

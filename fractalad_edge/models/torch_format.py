@@ -8,6 +8,7 @@ one. Training writes it, the torch runtime and every exporter read it through
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -83,13 +84,14 @@ def input_spec_for(model: FractalAD) -> InputSpec:
 
 
 def torch_metadata(model: FractalAD, score: ScoreSpec, *, directory: Path, category: str) -> ArtifactMetadata:
+    """Metadata of a ``torch`` artifact of ``model``; ``score.space`` is the model's output space."""
     return ArtifactMetadata(
         format=ModelFormat.TORCH,
         precision=Precision.FP32,
         runtime="torch",
         model=model.config.to_dict(),
         input=input_spec_for(model),
-        score=score,
+        score=dataclasses.replace(score, space=model.output_space),
         files=describe_files(directory, [MODEL_FILENAME]),
         category=category,
         package_version=package_version(),
@@ -98,8 +100,14 @@ def torch_metadata(model: FractalAD, score: ScoreSpec, *, directory: Path, categ
 
 
 def build_model_for(metadata: ArtifactMetadata) -> FractalAD:
-    """The architecture an artifact's metadata describes, with untrained weights (nothing is read)."""
-    return build_model(ModelConfig.from_dict(dict(metadata.model)), pretrained_teacher=False)
+    """The architecture an artifact's metadata describes, with untrained weights (nothing is read).
+
+    Its :attr:`~FractalAD.output_space` is the artifact's ``score.space`` (``sigmoid`` for a
+    ``fractalad`` artifact written before the field existed).
+    """
+    model = build_model(ModelConfig.from_dict(dict(metadata.model)), pretrained_teacher=False)
+    model.output_space = metadata.score_space
+    return model
 
 
 def load_model(directory: Path, metadata: ArtifactMetadata) -> FractalAD:

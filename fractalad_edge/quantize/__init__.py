@@ -46,7 +46,8 @@ class FloatRegion(str, Enum):
     #: the semantic-flow warps: flow convolutions, grid arithmetic and GridSample
     FLOW = "flow"
     #: the last convolution, which produces the anomaly logit, and everything after it
-    #: (upsampling, sigmoid): an INT8 logit would put steps into the map
+    #: (upsampling, and the sigmoid where a ``sigmoid``-space graph has one; ``logit`` graphs,
+    #: the default, end at the upsampling): an INT8 logit would put steps into the map
     CLASSIFIER = "classifier"
     #: every teacher layer whose output is at stride 4 or finer: the stem and the first
     #: stage, which make the finest feature level (for EfficientNet-Lite0 also the expansion

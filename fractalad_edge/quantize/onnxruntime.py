@@ -72,7 +72,7 @@ def onnx_float_node_names(model: onnx.ModelProto, keep_float: Iterable[str | Flo
                 names.add(node.name)
                 names.update(_upstream_until_conv(node.input[1], producer))
     if FloatRegion.CLASSIFIER in regions:
-        # the logit conv, its upsampling and the sigmoid: quantizing the logit would step the map
+        # the logit conv, its upsampling and (sigmoid-space graphs) the sigmoid: quantizing the logit would step the map
         for output in model.graph.output:
             names.update(_upstream_until_conv(output.name, producer))
     if FloatRegion.TEACHER_STEM in regions:

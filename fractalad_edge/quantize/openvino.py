@@ -160,7 +160,8 @@ def _upstream_until_conv(node: Any) -> set[str]:
 
 def _output_path_to_conv(model: ov.Model) -> set[str]:
     """Everything between each output and its nearest convolution: the logit conv, its bias,
-    the final upsampling and the sigmoid (quantizing the logit itself would step the map)."""
+    the final upsampling and, in a ``sigmoid``-space graph, the sigmoid (quantizing the logit
+    itself would step the map). A ``logit`` graph ends at the upsampling; the walk is the same."""
     found: set[str] = set()
     for result in model.get_results():
         found.update(_upstream_until_conv(result.input_value(0).get_node()))

@@ -22,7 +22,8 @@ import numpy as np
 from fractalad_edge.artifact import ArtifactMetadata
 from fractalad_edge.data.datasets import TestSample
 from fractalad_edge.errors import ConfigError, InvalidOutputError
-from fractalad_edge.preprocess import DECISION_THRESHOLD, decisions, image_scores, overlay, resize_image
+from fractalad_edge.score_space import ScoreSpace
+from fractalad_edge.preprocess import display_maps, decisions, image_scores, overlay, resize_image
 
 #: largest thumbnail height in pixels (each panel is square, so a card image is 2x as wide);
 #: maps smaller than this are kept at their own size, not blown up
@@ -84,8 +85,11 @@ def misses_label(defect: str, count: int) -> str:
 
 
 def decision_threshold(metadata: ArtifactMetadata) -> float:
-    """The raw image score at which the Predictor's decision flips: calibrated, or the sigmoid's 0.5."""
-    return DECISION_THRESHOLD if metadata.calibration is None else metadata.calibration.image_threshold
+    """The raw image score at which the Predictor's decision flips: calibrated, or the head's own midpoint
+    (sigmoid 0.5, logit 0; preprocess.uncalibrated)."""
+    if metadata.calibration is not None:
+        return metadata.calibration.image_threshold
+    return 0.0 if metadata.score_space is ScoreSpace.LOGIT else 0.5
 
 
 def _worst_first_key(card: GalleryCard) -> tuple[bool, float, str]:
@@ -102,7 +106,7 @@ def thumbnail(image_rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray, 
     size = anomaly_map.shape[-1]
     height = min(height, size)
     image = resize_image(image_rgb, size, size)
-    heat = np.ascontiguousarray(overlay(image, np.clip(anomaly_map, 0.0, 1.0)))
+    heat = np.ascontiguousarray(overlay(image, np.clip(anomaly_map, 0.0, 1.0)))  # callers pass display_maps
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(heat, contours, -1, _OUTLINE_RGB, max(1, size // 128))
     panel = np.concatenate([image, heat], axis=1)
@@ -141,6 +145,7 @@ def gallery_cards(
     threshold = decision_threshold(metadata)
     scores = image_scores(maps, metadata.score)
     anomalous = decisions(maps, metadata.score, metadata.calibration)
+    heat = display_maps(maps, metadata.score, metadata.calibration)
     cards: list[tuple[GalleryCard, int]] = []
     for index, sample in enumerate(test_set.samples):
         score = float(scores[index])
@@ -154,7 +159,7 @@ def gallery_cards(
         cards.append((card, index))
     cards.sort(key=lambda pair: _worst_first_key(pair[0]))
     return [
-        dataclasses.replace(card, thumbnail=thumbnail(test_set.images[i], maps[i], test_set.masks[i], height=height))
+        dataclasses.replace(card, thumbnail=thumbnail(test_set.images[i], heat[i], test_set.masks[i], height=height))
         if rank < limit
         else card
         for rank, (card, i) in enumerate(cards)

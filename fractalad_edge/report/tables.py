@@ -62,7 +62,8 @@ def eval_tables(report: AccuracyReport) -> list[Table]:
         ),
         note="The gallery applies the calibrated threshold, the one the model carries."
         if cal is not None
-        else "The model carries no calibration: the gallery applies 0.5 to the raw score.",
+        else "The model carries no calibration: the gallery applies the head's own midpoint to the raw score "
+        "(0.5 to a probability, 0 to a logit).",
     )
     return [headline, reductions, thresholds]
 

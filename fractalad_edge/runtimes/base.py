@@ -1,7 +1,8 @@
 """The small interface every runtime implements, and the table that picks one lazily.
 
 A backend only runs the graph: the batch its artifact's ``InputSpec`` describes in (float32
-NCHW, or uint8 NHWC for a graph that normalises its input), anomaly maps in [0, 1] out. Pre- and
+NCHW, or uint8 NHWC for a graph that normalises its input), anomaly maps out, in the space the
+artifact's ``score.space`` names (probabilities, logits, distances, ...). Pre- and
 post-processing live in :mod:`fractalad_edge.preprocess`, written once. Backends are
 imported only when chosen, so an OpenVINO device never imports torch.
 """
@@ -20,6 +21,7 @@ import numpy as np
 from fractalad_edge.artifact import ArtifactMetadata, ModelFormat, Precision
 from fractalad_edge.errors import ConfigError, RuntimeMismatchError, RuntimeNotAvailableError
 from fractalad_edge.extras import install_hint
+from fractalad_edge.score_space import ScoreSpace
 
 
 class Backend(ABC):
@@ -31,6 +33,12 @@ class Backend(ABC):
     #: the runtime's own asynchronous queue, named for reports (None: it has none; see ``async_rates``)
     async_queue: ClassVar[str | None] = None
 
+    @property
+    def score_space(self) -> ScoreSpace | None:
+        """The space of the maps this backend returns, where it can tell (a torch module can);
+        None for a fixed graph, whose space only the artifact's metadata records."""
+        return None
+
     @classmethod
     @abstractmethod
     def open(cls, directory: Path, metadata: ArtifactMetadata, *, device: str = "cpu", **options: Any) -> Backend:
@@ -38,7 +46,7 @@ class Backend(ABC):
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) float32 normalised (or (N, H, W, 3) uint8) -> (N, H, W) float32 anomaly maps in [0, 1]."""
+        """(N, 3, H, W) float32 normalised (or (N, H, W, 3) uint8) -> (N, H, W) float32 anomaly maps (score.space)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release device memory or sessions; the default has nothing to release."""

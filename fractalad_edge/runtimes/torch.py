@@ -23,6 +23,7 @@ from fractalad_edge.errors import ConfigError, RuntimeMismatchError
 from fractalad_edge.models.fractalad import FractalAD
 from fractalad_edge.models.torch_format import load_model
 from fractalad_edge.runtimes.base import Backend
+from fractalad_edge.score_space import ScoreSpace
 
 _DTYPES = {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}
 
@@ -88,6 +89,11 @@ class TorchBackend(Backend):
                 static_out = self.model(static_in)
             self._graphs[shape] = (graph, static_in, static_out)
         return self._graphs[shape]
+
+    @property
+    def score_space(self) -> ScoreSpace:
+        """The space the module's forward outputs (``FractalAD.output_space``)."""
+        return self.model.output_space
 
     @torch.inference_mode()
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Score spaces on a trained fractalad run (docs/experiments/score-space.md).
+#
+#   bash docs/experiments/scripts/score_space.sh RUN DATA OUT
+#
+# RUN: a trained `fractalad` run (torch artifact), DATA: its MVTec category folder (train/good
+# for calibration, test/ for the measurement), OUT: a new folder.
+# "before": the package at BEFORE_COMMIT (sigmoid graphs, span normalisation), "after": this
+# tree (logit graphs, two-sided normalisation). Each side exports torch fp32, ONNX Runtime
+# fp32, OpenVINO fp32 and OpenVINO INT8 with thresholds fitted on synthetic anomalies, then
+# score_space.py runs all of them on the test set. "after" also gets a copy of the run moved
+# to logits by `calibrate --score-space logit` (no re-export).
+# PY: a python with the package's dependencies (default: the repository's .venv);
+# SIDES: the sides to export (default "before after"; the measurement needs both).
+set -euo pipefail
+RUN=$(realpath "$1") DATA=$(realpath "$2") OUT=$(realpath -m "$3")
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(git -C "$HERE" rev-parse --show-toplevel)
+PY=${PY:-$REPO/.venv/bin/python}
+BEFORE_COMMIT=${BEFORE_COMMIT:-34aa73b}
+mkdir -p "$OUT"
+BEFORE_TREE=$OUT/before-src
+if [ ! -d "$BEFORE_TREE" ]; then  # the package as it was, extracted (no checkout is touched)
+  mkdir -p "$BEFORE_TREE"
+  git -C "$REPO" archive "$BEFORE_COMMIT" fractalad_edge | tar -x -C "$BEFORE_TREE"
+fi
+
+cli() {  # $1: source tree; the rest: fractalad-edge arguments (run from $OUT: `python -m` puts the cwd first on sys.path)
+  local tree=$1; shift
+  (cd "$OUT" && PYTHONPATH=$tree nice -n 10 "$PY" -m fractalad_edge.cli "$@")
+}
+
+for side in ${SIDES:-before after}; do
+  tree=$REPO; [ "$side" = before ] && tree=$BEFORE_TREE
+  for target in "torch fp32" "onnx fp32" "openvino fp32" "openvino int8"; do
+    read -r format precision <<<"$target"
+    dest=$OUT/$side/$format-$precision
+    [ -e "$dest/metadata.json" ] && continue
+    start=$SECONDS
+    cli "$tree" export "$RUN" --format "$format" --precision "$precision" --calib-data "$DATA" --out "$dest"
+    echo "$side $format $precision: export took $((SECONDS - start)) s"
+  done
+done
+
+[ "${SIDES:-before after}" = "before after" ] || exit 0
+# an old sigmoid run switched to logits in place (a copy: the run stays as it is)
+if [ ! -e "$OUT/after/run-calibrate-logit/metadata.json" ]; then
+  mkdir -p "$OUT/after/run-calibrate-logit"
+  cp "$RUN/model.safetensors" "$RUN/metadata.json" "$OUT/after/run-calibrate-logit/"
+  cli "$REPO" calibrate "$OUT/after/run-calibrate-logit" --normal "$DATA" --score-space logit
+fi
+
+args=()
+for side in before after; do
+  for name in torch-fp32 onnx-fp32 openvino-fp32 openvino-int8; do
+    args+=(--artifact "$side/$name=$OUT/$side/$name")
+  done
+  args+=(--reference "$side=$side/torch-fp32")
+done
+args+=(--artifact "after/run-calibrate-logit=$OUT/after/run-calibrate-logit")
+args+=(--artifact "before/run=$RUN")
+args+=(--host-logit "before/onnx-fp32=after/onnx-fp32")
+PYTHONPATH=$REPO nice -n 10 "$PY" "$HERE/score_space.py" --data "$DATA" "${args[@]}" --out "$OUT/results.json"
