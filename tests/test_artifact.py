@@ -84,7 +84,11 @@ def test_loaded_artifact_uses_its_own_thresholds(onnx_artifact) -> None:
         assert calibration == onnx_artifact.metadata.calibration
         frame = np.full((64, 64, 3), 90, np.uint8)
         result = predictor.predict(frame)
-        expected = 0.5 + (result.raw_score - calibration.image_threshold) / (calibration.image_max - calibration.image_min)
+        raw, low, thr, high = result.raw_score, calibration.image_min, calibration.image_threshold, calibration.image_max
+        assert calibration.normalization.value == "two-sided"  # new exports: [min, thr] -> [0, 0.5], [thr, max] -> [0.5, 1]
+        expected = 0.5 + 0.5 * (raw - thr) / (high - thr) if raw >= thr else 0.5 * (raw - low) / (thr - low)
         assert result.pred_score == pytest.approx(min(max(expected, 0.0), 1.0), abs=1e-6)
-        other = dataclasses.replace(calibration, image_threshold=result.raw_score - 1e-3)
+        other = dataclasses.replace(
+            calibration, image_threshold=raw - 1e-3, image_min=min(low, raw - 1.0), image_max=max(high, raw + 1.0)
+        )
         assert predictor.with_calibration(other).predict(frame).pred_label is True
