@@ -117,7 +117,10 @@ def test_openvino_float_regions_are_found_structurally(onnx_artifact) -> None:  
     classifier = [ops[n] for n in float_node_names(model, ["classifier"])]
     convs = [op for op in classifier if op.get_type_name() == "Convolution"]
     assert len(convs) == 1 and convs[0].get_output_partial_shape(0)[1].get_length() == 1  # the one-channel logit
-    assert {"Sigmoid", "MatMul"} <= {op.get_type_name() for op in classifier}  # the x4 upsampling is two MatMuls
+    kinds = {op.get_type_name() for op in classifier}
+    assert "MatMul" in kinds and "Sigmoid" not in kinds  # the x4 upsampling is two MatMuls; a logit graph ends there
+    output = model.get_results()[0].input_value(0).get_node().get_friendly_name()
+    assert output in {op.get_friendly_name() for op in classifier}  # everything up to the output
     stem = [ops[n] for n in float_node_names(model, ["teacher-stem"])]
     assert stem and all(op.get_friendly_name().startswith("/teacher/") for op in stem)
     assert "/teacher/_conv_stem/Conv/WithoutBiases" in {op.get_friendly_name() for op in stem}
@@ -141,6 +144,7 @@ def test_openvino_int8_has_quantized_ops_and_float_regions(openvino_int8: Path) 
     for op in ops:
         if op.get_type_name() in CSAM_OV_TYPES | {"GridSample", "Sigmoid"}:
             assert not fed_by_fake_quantize(op), op.get_friendly_name()
+    assert not fed_by_fake_quantize(model.get_results()[0].input_value(0).get_node())  # the logit map is float
     # the backbone convolutions do run INT8
     quantized_convs = [op for op in ops if op.get_type_name() in ("Convolution", "GroupConvolution") and fed_by_fake_quantize(op)]
     assert len(quantized_convs) > 50
@@ -273,7 +277,9 @@ def test_onnx_float_regions_are_found_structurally(onnx_artifact) -> None:  # no
     flow = [kind[n] for n in onnx_float_node_names(model, ["flow"])]
     assert flow.count("GridSample") == 3 and flow.count("Conv") == 3
     classifier = [kind[n] for n in onnx_float_node_names(model, ["classifier"])]
-    assert classifier.count("Conv") == 1 and "Sigmoid" in classifier
+    assert classifier.count("Conv") == 1 and "MatMul" in classifier and "Sigmoid" not in classifier  # a logit graph
+    producers = {o: n.name for n in model.graph.node for o in n.output}
+    assert producers[model.graph.output[0].name] in onnx_float_node_names(model, ["classifier"])
     assert {kind[n] for n in onnx_float_node_names(model, ["csam"])} >= CSAM_ONNX_TYPES
     # the teacher's stem: its layers down to stride 4, and nothing of the student or of deeper stages
     stem = onnx_float_node_names(model, ["teacher-stem"])
@@ -331,8 +337,8 @@ def test_onnx_int8_is_per_channel_qdq_with_uint8_activations(onnx_int8: Path) ->
     assert zero_point_types == {np.dtype(np.uint8)}
 
     # float regions compute on float inputs (not on dequantized INT8 copies)
-    for node in graph.node:
-        if node.op_type in CSAM_ONNX_TYPES | {"GridSample", "Sigmoid"}:
+    for node in [*graph.node]:
+        if node.op_type in CSAM_ONNX_TYPES | {"GridSample", "Sigmoid"} or graph.output[0].name in node.output:
             sources = [producer[i].op_type for i in node.input if i in producer]
             assert "DequantizeLinear" not in sources, node.name
     # onnxruntime's default also keeps the teacher's stem in float; the student's is INT8

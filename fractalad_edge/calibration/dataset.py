@@ -46,10 +46,18 @@ class CalibrationConfig:
     seed: int = CALIBRATION_SEED
     image_size: int = 256
     object_placement: bool = False
+    #: keep the validation sources out of the calibration set even when no validation samples
+    #: are asked for, so every caller's calibration set is the one exports fit on (True; what
+    #: `calibrate` needs); False: a caller that never validates calibrates on every image
+    #: (a memory build's few held-out images, a run's own thresholds at the end of training)
+    hold_out: bool = True
 
     def __post_init__(self) -> None:
         if self.count < 2 or self.validation_count < 0:
             msg = f"calibration count must be >= 2 and validation_count >= 0, got {self.count} and {self.validation_count}"
+            raise ConfigError(msg)
+        if not self.hold_out and self.validation_count:
+            msg = f"validation_count={self.validation_count} needs held-out images; leave hold_out=True"
             raise ConfigError(msg)
         if not 0.0 <= self.anomaly_ratio <= 1.0:
             msg = f"anomaly_ratio must be in [0, 1], got {self.anomaly_ratio}"
@@ -126,11 +134,11 @@ def build_calibration_sets(paths: Sequence[str | Path], config: CalibrationConfi
         msg = "calibration needs normal images and none were given; pass --calib-data with a folder of good images"
         raise CalibrationError(msg)
     shuffled = [paths[i] for i in np.random.default_rng(config.seed).permutation(len(paths))]
-    n_val_sources = holdout_source_count(len(shuffled))
+    n_val_sources = holdout_source_count(len(shuffled)) if config.hold_out else 0
     if n_val_sources:
         val_sources, cal_sources = shuffled[:n_val_sources], shuffled[n_val_sources:]
-    else:
-        val_sources, cal_sources = shuffled, shuffled  # too few images to hold any out; said in the report
+    else:  # too few images to hold any out (said in the report), or nothing to validate
+        val_sources, cal_sources = shuffled, shuffled
     calibration = CalibrationSet(_make_samples(cal_sources, config.count, config, stream=0), config)
     validation = CalibrationSet(
         _make_samples(val_sources, config.validation_count, config, stream=1) if config.validation_count else [], config

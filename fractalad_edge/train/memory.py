@@ -447,7 +447,7 @@ def build_memory(
         synthetic, _ = build_calibration_sets(
             holdout_paths,
             CalibrationConfig(count=config.calibration_images, validation_count=0, seed=config.seed + 2,
-                              image_size=config.input_size, object_placement=object_placement),
+                              image_size=config.input_size, object_placement=object_placement, hold_out=False),
         )
         stats = fit_fusion(model, holdout_images, synthetic, config.batch_size)
         fused_config = dataclasses.replace(model_config, memory=dataclasses.replace(memory_config, stats=stats))
@@ -522,7 +522,7 @@ def _calibrate(model: FractalAD, metadata: Any, paths: Sequence[Path], config: M
     calibration_set, _ = build_calibration_sets(
         paths,
         CalibrationConfig(count=config.calibration_images, validation_count=0, seed=config.seed + 1,
-                          image_size=config.input_size, object_placement=object_placement),
+                          image_size=config.input_size, object_placement=object_placement, hold_out=False),
     )
     calibration = calibrate_scores(
         predictor, calibration_set.images, calibration_set.labels, calibration_set.masks, seed=config.seed + 1

@@ -34,6 +34,7 @@ def write_run_artifact(
             seed=config.seed + 1,
             image_size=config.model.input_size,
             object_placement=config.synth.object_placement,
+            hold_out=False,  # nothing to validate: every training image may lend itself to a threshold
         ),
     )
     calibration = calibrate_scores(

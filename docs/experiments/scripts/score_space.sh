@@ -5,13 +5,15 @@
 #
 # RUN: a trained `fractalad` run (torch artifact), DATA: its MVTec category folder (train/good
 # for calibration, test/ for the measurement), OUT: a new folder.
-# "before": the package at BEFORE_COMMIT (sigmoid graphs, span normalisation), "after": this
-# tree (logit graphs, two-sided normalisation). Each side exports torch fp32, ONNX Runtime
+# "before": the package at BEFORE_COMMIT (sigmoid graphs, span normalisation, calibration
+# sources that depended on the hold-out count), "sigmoid": this tree with --score-space sigmoid
+# (the space alone, everything else as "after"), "after": this tree (logit graphs, two-sided
+# normalisation). Each side exports torch fp32, ONNX Runtime
 # fp32, OpenVINO fp32 and OpenVINO INT8 with thresholds fitted on synthetic anomalies, then
 # score_space.py runs all of them on the test set. "after" also gets a copy of the run moved
 # to logits by `calibrate --score-space logit` (no re-export).
 # PY: a python with the package's dependencies (default: the repository's .venv);
-# SIDES: the sides to export (default "before after"; the measurement needs both).
+# SIDES: the sides to export (default "before sigmoid after"; the measurement needs all three).
 set -euo pipefail
 RUN=$(realpath "$1") DATA=$(realpath "$2") OUT=$(realpath -m "$3")
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -30,19 +32,21 @@ cli() {  # $1: source tree; the rest: fractalad-edge arguments (run from $OUT: `
   (cd "$OUT" && PYTHONPATH=$tree nice -n 10 "$PY" -m fractalad_edge.cli "$@")
 }
 
-for side in ${SIDES:-before after}; do
+ALL="before sigmoid after"
+for side in ${SIDES:-$ALL}; do
   tree=$REPO; [ "$side" = before ] && tree=$BEFORE_TREE
+  space=(); [ "$side" = sigmoid ] && space=(--score-space sigmoid)
   for target in "torch fp32" "onnx fp32" "openvino fp32" "openvino int8"; do
     read -r format precision <<<"$target"
     dest=$OUT/$side/$format-$precision
     [ -e "$dest/metadata.json" ] && continue
     start=$SECONDS
-    cli "$tree" export "$RUN" --format "$format" --precision "$precision" --calib-data "$DATA" --out "$dest"
+    cli "$tree" export "$RUN" --format "$format" --precision "$precision" --calib-data "$DATA" --out "$dest" "${space[@]}"
     echo "$side $format $precision: export took $((SECONDS - start)) s"
   done
 done
 
-[ "${SIDES:-before after}" = "before after" ] || exit 0
+[ "${SIDES:-$ALL}" = "$ALL" ] || exit 0
 # an old sigmoid run switched to logits in place (a copy: the run stays as it is)
 if [ ! -e "$OUT/after/run-calibrate-logit/metadata.json" ]; then
   mkdir -p "$OUT/after/run-calibrate-logit"
@@ -51,7 +55,7 @@ if [ ! -e "$OUT/after/run-calibrate-logit/metadata.json" ]; then
 fi
 
 args=()
-for side in before after; do
+for side in $ALL; do
   for name in torch-fp32 onnx-fp32 openvino-fp32 openvino-int8; do
     args+=(--artifact "$side/$name=$OUT/$side/$name")
   done
