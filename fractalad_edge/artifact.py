@@ -159,8 +159,9 @@ class ScoreNormalization(str, Enum):
     ``span`` (every calibration written before the field): ``0.5 + (raw - thr) / (max - min)``,
     clipped. With a saturating sigmoid the threshold sits near ``max``, so a clear defect read
     0.52. ``two-sided`` (new calibrations): ``[min, thr] -> [0, 0.5]`` and ``[thr, max] -> [0.5, 1]``,
-    linear on each side, clipped; ``min``/``max`` are robust percentiles of the calibration
-    scores (calibration/thresholds.py), so good parts read near 0 and clear defects near 1.
+    linear on each side, clipped; ``min``/``max`` are the medians of the normal and of the
+    anomalous calibration scores (calibration/thresholds.py), so good parts read near 0 and
+    clear defects near 1.
     """
 
     SPAN = "span"

@@ -37,7 +37,15 @@ def _pair(text: str) -> tuple[str, str]:
     return name, value
 
 
-def measure(data: Path, artifacts: dict[str, Path], references: dict[str, str], host_logit: dict[str, str]) -> dict:
+def measure(
+    data: Path,
+    artifacts: dict[str, Path],
+    references: dict[str, str],
+    host_logit: dict[str, str],
+    options: dict[str, dict[str, str]] | None = None,
+) -> dict:
+    """``options``: runtime options per artifact name (e.g. ``{"inference_precision": "bf16"}``)."""
+    options = options or {}
     first = Predictor.load(next(iter(artifacts.values())))
     test_set = load_test_set(data, first.metadata.input.height)
     first.close()
@@ -49,7 +57,7 @@ def measure(data: Path, artifacts: dict[str, Path], references: dict[str, str], 
     specs = {}
     for name, path in artifacts.items():
         tic = time.perf_counter()
-        predictor = Predictor.load(path)
+        predictor = Predictor.load(path, **options.get(name, {}))
         metadata = predictor.metadata
         maps = predictor.raw_maps(test_set.images, channel_order="rgb")
         predictor.close()
@@ -62,6 +70,7 @@ def measure(data: Path, artifacts: dict[str, Path], references: dict[str, str], 
         metrics = evaluate_maps(labels, raw, test_set.masks, maps)
         rows[name] = {
             "path": str(path),
+            "runtime_options": options.get(name, {}),
             "format": metadata.format.value,
             "precision": metadata.precision.value,
             "space": metadata.score_space.value,
@@ -75,6 +84,12 @@ def measure(data: Path, artifacts: dict[str, Path], references: dict[str, str], 
             "aupro": metrics.aupro,
             "median_normalised_defect": float(np.median(normalised[labels == 1])),
             "median_normalised_good": float(np.median(normalised[labels == 0])),
+            "normalised_defect_quartiles": [float(q) for q in np.percentile(normalised[labels == 1], [25, 50, 75])],
+            "median_normalised_by_type": {
+                defect: float(np.median(normalised[[s.defect == defect for s in test_set.samples]]))
+                for defect in sorted({s.defect for s in test_set.samples})
+            },
+            "normalised": [round(float(v), 5) for v in normalised],
             "flagged": int(decided[name].sum()),
             "false_alarms": int((decided[name] & (labels == 0)).sum()),
             "missed": int((~decided[name] & (labels == 1)).sum()),
@@ -82,7 +97,7 @@ def measure(data: Path, artifacts: dict[str, Path], references: dict[str, str], 
             "closest_call": float(np.min(np.abs(normalised - 0.5))),
             "seconds": time.perf_counter() - tic,
         }
-        print(f"{name}: {json.dumps({k: v for k, v in rows[name].items() if k != 'path'})}", flush=True)
+        print(f"{name}: {json.dumps({k: v for k, v in rows[name].items() if k not in ('path', 'normalised')})}", flush=True)
     for name, reference in references.items():
         prefix = name.rstrip("/")
         for other in rows:
@@ -117,9 +132,20 @@ def main() -> None:
     parser.add_argument("--artifact", type=_pair, action="append", required=True, help="NAME=PATH (NAME: group/label)")
     parser.add_argument("--reference", type=_pair, action="append", default=[], help="GROUP=NAME: decisions of GROUP/* vs NAME")
     parser.add_argument("--host-logit", type=_pair, action="append", default=[], help="SIGMOID_NAME=LOGIT_NAME")
+    parser.add_argument(
+        "--variant", action="append", default=[],
+        help="NAME:KEY=VALUE: NAME run again with the runtime option KEY=VALUE, as NAME@VALUE (e.g. inference_precision=bf16)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    result = measure(args.data, {n: Path(p) for n, p in args.artifact}, dict(args.reference), dict(args.host_logit))
+    artifacts = {n: Path(p) for n, p in args.artifact}
+    options: dict[str, dict[str, str]] = {}
+    for variant in args.variant:
+        base, _, option = variant.partition(":")
+        key, _, value = option.partition("=")
+        artifacts[f"{base}@{value}"] = artifacts[base]
+        options[f"{base}@{value}"] = {key: value}
+    result = measure(args.data, artifacts, dict(args.reference), dict(args.host_logit), options)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

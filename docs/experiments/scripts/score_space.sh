@@ -14,6 +14,7 @@
 # to logits by `calibrate --score-space logit` (no re-export).
 # PY: a python with the package's dependencies (default: the repository's .venv);
 # SIDES: the sides to export (default "before sigmoid after"; the measurement needs all three).
+# FUSED_RUN: optionally a `fused` run, exported and measured as well.
 set -euo pipefail
 RUN=$(realpath "$1") DATA=$(realpath "$2") OUT=$(realpath -m "$3")
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -46,6 +47,18 @@ for side in ${SIDES:-$ALL}; do
   done
 done
 
+# optional: a `fused` run (its space does not change) exported by this tree, decisions measured the same way
+if [ -n "${FUSED_RUN:-}" ]; then
+  for target in "torch fp32" "onnx fp32" "openvino fp32" "openvino int8"; do
+    read -r format precision <<<"$target"
+    dest=$OUT/fused/$format-$precision
+    [ -e "$dest/metadata.json" ] && continue
+    start=$SECONDS
+    cli "$REPO" export "$(realpath "$FUSED_RUN")" --format "$format" --precision "$precision" --out "$dest"
+    echo "fused $format $precision: export took $((SECONDS - start)) s"
+  done
+fi
+
 [ "${SIDES:-$ALL}" = "$ALL" ] || exit 0
 # an old sigmoid run switched to logits in place (a copy: the run stays as it is)
 if [ ! -e "$OUT/after/run-calibrate-logit/metadata.json" ]; then
@@ -62,6 +75,15 @@ for side in $ALL; do
   args+=(--reference "$side=$side/torch-fp32")
 done
 args+=(--artifact "after/run-calibrate-logit=$OUT/after/run-calibrate-logit")
+if [ -n "${FUSED_RUN:-}" ]; then
+  for name in torch-fp32 onnx-fp32 openvino-fp32 openvino-int8; do
+    args+=(--artifact "fused/$name=$OUT/fused/$name")
+  done
+  args+=(--reference "fused=fused/torch-fp32")
+fi
 args+=(--artifact "before/run=$RUN")
 args+=(--host-logit "before/onnx-fp32=after/onnx-fp32")
+for side in $ALL; do  # the fp32 graphs run with bf16 arithmetic at their fp32 thresholds: a change of numeric path
+  args+=(--variant "$side/openvino-fp32:inference_precision=bf16" --variant "$side/torch-fp32:precision=bf16")
+done
 PYTHONPATH=$REPO nice -n 10 "$PY" "$HERE/score_space.py" --data "$DATA" "${args[@]}" --out "$OUT/results.json"
