@@ -5,8 +5,9 @@ well decisions survive a change of runtime or precision:
 
 * ``sigmoid``: probabilities in [0, 1], ``sigmoid(head logits)``. What every ``fractalad``
   model wrote before the field existed. Trained heads put normal pixels at logits of 10-20,
-  so image thresholds sat at ~0.99999 (docs/RESULTS.md 3a', 6): a float32 sigmoid keeps
-  only ~10 distinct values per decade there, and runtime-level differences flip decisions.
+  so image thresholds sat at ~0.99999 (docs/experiments/runtimes-bottle.md, gpu-h200.md):
+  a float32 sigmoid steps by 6e-8 there (fp16 and bf16 cannot hold 0.99999 at all), and
+  runtime-level differences flipped decisions.
 * ``logit``: the head's logits themselves, no sigmoid in the graph. Unbounded, keeps its
   spread; the default for new ``fractalad`` runs and exports
   (docs/experiments/score-space.md). Uncalibrated, the decision is at logit 0 (sigmoid 0.5).

@@ -8,10 +8,10 @@ and both results are reported so the cost of calibrating without defects is visi
 A ``torch`` artifact can: its forward drops or adds the sigmoid, the weights file is
 unchanged. An exported graph (ONNX, OpenVINO, TensorRT) computes its own output, so a
 sigmoid export is refused with :class:`~fractalad_edge.errors.ScoreSpaceError`: the logits
-cannot be recovered from it where they matter, because a float32 sigmoid is exactly 1 for
-every logit above ~16.6 and keeps ~5 significant bits near the thresholds (0.99999);
-re-exporting from the run gives the logits themselves (docs/experiments/score-space.md
-measures the difference).
+cannot be recovered from it where they matter: a float32 sigmoid is exactly 1 for every
+logit above ~16.6 and has only a few values per logit unit near 15, and fp16/bf16 layers
+round it far earlier; re-exporting from the run gives the logits themselves
+(docs/experiments/score-space.md measures the difference on bottle).
 """
 
 from __future__ import annotations
