@@ -20,6 +20,7 @@ PACKAGES = {
     "fractalad_edge": "Predictor",
     "fractalad_edge.bench": "run_bench",
     "fractalad_edge.calibration": "CalibrationConfig",
+    "fractalad_edge.export": "export_model",
     "fractalad_edge.quantize": "accuracy_gate",
 }
 
