@@ -251,8 +251,7 @@ def _check_and_calibrate(
     # The reference is built after the writer ran: TorchBackend moves the module to channels_last.
     reference = Predictor(TorchBackend(job.model), run_metadata)
     backend = exported.open_backend()
-    ran = backend.describe().get("inference_precision")  # e.g. OpenVINO resolving a bf16 hint to f32 on AVX2
-    checked_with = exported.checked_with + (f", runs {ran}" if ran else "")
+    checked_with = _checked_with(exported.checked_with, backend)
     try:
         candidate = Predictor(backend, metadata)
         # keep the run's thresholding rule (F1 on synthetic anomalies, or a target false-alarm rate)
@@ -372,6 +371,12 @@ def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[P
         )
         raise CalibrationError(msg)
     return paths, placement
+
+
+def _checked_with(runtime: str, backend: Backend) -> str:
+    """What thresholds and parity were checked with, and the precision it resolved (e.g. OpenVINO running a bf16 hint as f32 on AVX2)."""
+    ran = backend.inference_precision()
+    return runtime + (f", runs {ran}" if ran else "")
 
 
 def _check_method(spec: FormatSpec, precision: Precision, run_metadata: ArtifactMetadata) -> None:
