@@ -17,6 +17,7 @@ from typing import Any, Optional, TypeVar
 
 import typer
 
+from fractalad_edge.bench.defaults import DEFAULT_PRECISIONS, DEFAULT_ROUNDS, DEFAULT_RUNS, DEFAULT_RUNTIMES, DEFAULT_WARMUP
 from fractalad_edge.calibration.defaults import CALIBRATION_COUNT, CALIBRATION_SEED
 from fractalad_edge.errors import FractalADError
 from fractalad_edge.export.defaults import (
@@ -452,11 +453,11 @@ def bench(
     model: Path = typer.Argument(..., help="Run directory written by 'train'."),
     data: Path = typer.Option(..., "--data", help="MVTec-layout category with a labelled test set."),
     out: Path = typer.Option(Path("bench"), "--out"),
-    runtimes: str = typer.Option("torch,onnxruntime,openvino", help="Comma-separated runtimes."),
-    precisions: str = typer.Option("fp32,int8", help="Comma-separated precisions."),
-    runs: int = typer.Option(100, help="Timed runs per configuration (split into interleaved rounds)."),
-    rounds: int = typer.Option(10, help="Interleaved rounds the timed runs are split into."),
-    warmup: int = typer.Option(10),
+    runtimes: str = typer.Option(",".join(DEFAULT_RUNTIMES), help="Comma-separated runtimes."),
+    precisions: str = typer.Option(",".join(DEFAULT_PRECISIONS), help="Comma-separated precisions."),
+    runs: int = typer.Option(DEFAULT_RUNS, help="Timed runs per configuration (split into interleaved rounds)."),
+    rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved rounds the timed runs are split into."),
+    warmup: int = typer.Option(DEFAULT_WARMUP),
     calib_count: Optional[int] = typer.Option(None, help=f"Calibration images per export (default: the exporter's {CALIBRATION_COUNT})."),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory, each config in a fresh process."),
     threads: Optional[int] = typer.Option(None, help="Threads per runtime (default: all cores)."),
