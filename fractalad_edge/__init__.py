@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fractalad_edge._lazy import lazy_exports as _lazy_exports  # private: the public API is __all__
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
@@ -17,11 +19,5 @@ if TYPE_CHECKING:
 __all__ = ["AnomalyResult", "Predictor", "__version__"]
 
 
-def __getattr__(name: str) -> object:
-    # Lazy so `import fractalad_edge` stays cheap on an edge device and never pulls torch.
-    if name in ("Predictor", "AnomalyResult"):
-        from fractalad_edge import predictor
-
-        return getattr(predictor, name)
-    msg = f"module 'fractalad_edge' has no attribute {name!r}"
-    raise AttributeError(msg)
+# Lazy so `import fractalad_edge` stays cheap on an edge device and never pulls torch.
+__getattr__, __dir__ = _lazy_exports(__name__, {"Predictor": "fractalad_edge.predictor", "AnomalyResult": "fractalad_edge.predictor"})

@@ -17,8 +17,16 @@ from typing import Any, Optional, TypeVar
 
 import typer
 
+from fractalad_edge.bench.defaults import DEFAULT_PRECISIONS, DEFAULT_ROUNDS, DEFAULT_RUNS, DEFAULT_RUNTIMES, DEFAULT_WARMUP
 from fractalad_edge.calibration.defaults import CALIBRATION_COUNT, CALIBRATION_SEED
 from fractalad_edge.errors import FractalADError
+from fractalad_edge.export.defaults import (
+    DEFAULT_INT8_WEIGHTS,
+    DEFAULT_MAX_DROP,
+    DEFAULT_OPSET,
+    DEFAULT_PRECISION,
+    DEFAULT_QUANT_MODE,
+)
 from fractalad_edge.method import FusionRule, Method
 from fractalad_edge.threshold_rule import DEFAULT_TARGET_FPR
 
@@ -335,23 +343,23 @@ def export(
     model: Path = typer.Argument(..., help="Run directory written by 'train'."),
     format: str = typer.Option(..., "--format", help="torch, onnx, openvino or tensorrt."),
     out: Path = typer.Option(..., "--out"),
-    precision: str = typer.Option("fp32", help="fp32, fp16, bf16 or int8 (what each format accepts is checked first)."),
+    precision: str = typer.Option(DEFAULT_PRECISION, help="fp32, fp16, bf16 or int8 (what each format accepts is checked first)."),
     calib_data: Optional[Path] = typer.Option(None, help="Normal images for INT8 calibration and thresholds (default: the training folder)."),
     calib_count: int = typer.Option(CALIBRATION_COUNT, help="Calibration samples (half get a fractal anomaly)."),
     calib_seed: int = typer.Option(CALIBRATION_SEED),
-    max_drop: float = typer.Option(0.5, help="INT8 accuracy gate: allowed AUROC drop in points on held-out synthetic anomalies."),
+    max_drop: float = typer.Option(DEFAULT_MAX_DROP, help="INT8 accuracy gate: allowed AUROC drop in points on held-out synthetic anomalies."),
     allow_accuracy_drop: bool = typer.Option(
         False, help="Write the model even if the gate fails (recorded in metadata).", show_default=False
     ),
-    opset: int = typer.Option(17, help="ONNX opset (>= 16 for GridSample; 17 suits TensorRT 8.6 / JetPack 6)."),
+    opset: int = typer.Option(DEFAULT_OPSET, help="ONNX opset (>= 16 for GridSample; 17 suits TensorRT 8.6 / JetPack 6)."),
     device: Optional[str] = typer.Option(None, help="Device the export checks on (default: cpu; cuda for tensorrt)."),
     int8_weights: str = typer.Option(
-        "reduced",
+        DEFAULT_INT8_WEIGHTS,
         "--int8-weights",
         help="onnx int8 weight range: reduced (7-bit, safe on every x86 CPU) or full (8-bit: CPUs with VNNI, ARM, GPUs).",
     ),
     quant_mode: str = typer.Option(
-        "ptq",
+        DEFAULT_QUANT_MODE,
         "--quant-mode",
         help="openvino int8: ptq, or accuracy-control (reverts harmful layers to float until within --max-drop; slow).",
     ),
@@ -455,12 +463,12 @@ def bench(
     model: Path = typer.Argument(..., help="Run directory written by 'train'."),
     data: Path = typer.Option(..., "--data", help="MVTec-layout category with a labelled test set."),
     out: Path = typer.Option(Path("bench"), "--out"),
-    runtimes: str = typer.Option("torch,onnxruntime,openvino", help="Comma-separated runtimes."),
-    precisions: str = typer.Option("fp32,int8", help="Comma-separated precisions."),
-    runs: int = typer.Option(100, help="Timed runs per configuration (split into interleaved rounds)."),
-    rounds: int = typer.Option(10, help="Interleaved rounds the timed runs are split into."),
-    warmup: int = typer.Option(10),
-    calib_count: Optional[int] = typer.Option(None, help="Calibration images per export (default: the exporter's 64)."),
+    runtimes: str = typer.Option(",".join(DEFAULT_RUNTIMES), help="Comma-separated runtimes."),
+    precisions: str = typer.Option(",".join(DEFAULT_PRECISIONS), help="Comma-separated precisions."),
+    runs: int = typer.Option(DEFAULT_RUNS, help="Timed runs per configuration (split into interleaved rounds)."),
+    rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved rounds the timed runs are split into."),
+    warmup: int = typer.Option(DEFAULT_WARMUP),
+    calib_count: Optional[int] = typer.Option(None, help=f"Calibration images per export (default: the exporter's {CALIBRATION_COUNT})."),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory, each config in a fresh process."),
     threads: Optional[int] = typer.Option(None, help="Threads per runtime (default: all cores)."),
     device: str = typer.Option("cpu"),

@@ -218,6 +218,32 @@ def test_plot_falls_back_to_image_auroc_without_masks(tmp_path: Path) -> None:
     assert not (tmp_path / "none.png").exists()
 
 
+def test_memory_branch_cost_is_a_column_in_markdown_json_and_html(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from fractalad_edge.bench.memory_branch import MemoryBankSize
+    from fractalad_edge.report.html import render_html
+    from fractalad_edge.report.pages import bench_page
+
+    bank = MemoryBankSize(rows=16000, channels=152, dtype="F32", bytes=16000 * 152 * 4)
+    with_memory = dataclasses.replace(_row("torch-fp32", 30.0, 0.2, 0.9), memory_bank_mb=bank.mb, memory_macs=2_490_368_000)
+    without = _row("onnxruntime-fp32", 10.0, 0.2, 0.9)  # a fractalad model's row: no memory branch
+    report = write_reports(dataclasses.replace(_report((with_memory, without)), memory_bank=bank), tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| config | device |"))
+    assert header.rstrip(" |").endswith("| memory bank MB | memory GMACs")
+    torch_line = next(line for line in markdown.splitlines() if line.startswith("| torch-fp32 |"))
+    assert torch_line.endswith("| 9.73 | 2.49 |")
+    onnx_line = next(line for line in markdown.splitlines() if line.startswith("| onnxruntime-fp32 |"))
+    assert onnx_line.endswith("| - | - |")
+    assert "memory bank 16000 x 152 F32 (9.73 MB)" in markdown
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["memory_bank"] == {"rows": 16000, "channels": 152, "dtype": "F32", "bytes": 9728000, "mb": 9.728}
+    assert data["results"][0]["memory_bank_mb"] == pytest.approx(9.728) and data["results"][0]["memory_macs"] == 2_490_368_000
+    assert data["results"][1]["memory_bank_mb"] is None and data["results"][1]["memory_macs"] is None
+    html = render_html(bench_page(report, [], None, {}))
+    assert "<th>memory bank MB</th>" in html and "<td>9.73</td>" in html and "<td>2.49</td>" in html
+
+
 # --------------------------------------------------------------------------- end to end
 
 
@@ -294,6 +320,8 @@ def test_bench_writes_readable_reports(bench_out) -> None:
     assert {r["name"] for r in data["results"]} == {r.name for r in report.results}
     assert data["environment"]["packages"]["numpy"] == np.__version__
     assert data["macs"]["total"] > 0
+    assert data["memory_bank"] is None  # a fractalad model has no memory branch
+    assert all(r["memory_bank_mb"] is None and r["memory_macs"] is None for r in data["results"])
 
 
 def test_bench_html_report_has_table_plot_and_the_reference_gallery(bench_out, tmp_path: Path) -> None:

@@ -38,6 +38,56 @@ def test_help_lists_every_command() -> None:
         assert command in result.output
 
 
+def test_export_defaults_are_the_export_options_defaults() -> None:
+    import dataclasses
+
+    import typer.main
+
+    from fractalad_edge.artifact import Precision
+    from fractalad_edge.export import ExportOptions
+
+    command = typer.main.get_command(app).commands["export"]  # type: ignore[attr-defined]
+    cli = {p.name: p.default for p in command.params}
+    library = {f.name: f.default for f in dataclasses.fields(ExportOptions)}
+    shared = sorted(set(cli) & set(library))
+    assert {"precision", "opset", "max_drop", "calib_count", "calib_seed", "int8_weights", "quant_mode"} <= set(shared)
+    for name in shared:
+        value = Precision(cli[name]) if name == "precision" else cli[name]
+        assert value == library[name], f"--{name.replace('_', '-')} defaults to {cli[name]!r}, ExportOptions to {library[name]!r}"
+
+
+def test_bench_defaults_are_the_bench_config_defaults() -> None:
+    import dataclasses
+
+    import typer.main
+
+    from fractalad_edge.bench.config import BenchConfig
+
+    command = typer.main.get_command(app).commands["bench"]  # type: ignore[attr-defined]
+    cli = {p.name: p.default for p in command.params}
+    library = {f.name: f.default for f in dataclasses.fields(BenchConfig)}
+    # the CLI takes runtimes and precisions as comma-separated text
+    assert tuple(cli.pop("runtimes").split(",")) == library["runtimes"]
+    assert tuple(cli.pop("precisions").split(",")) == tuple(p.value for p in library["precisions"])
+    shared = sorted(set(cli) & set(library))
+    assert {"runs", "rounds", "warmup", "memory", "device", "threads", "calib_count"} <= set(shared)
+    for name in shared:
+        assert cli[name] == library[name], f"--{name.replace('_', '-')} defaults to {cli[name]!r}, BenchConfig to {library[name]!r}"
+
+
+def test_the_cli_and_its_defaults_import_no_numpy() -> None:
+    import os
+    import subprocess
+
+    # the defaults are shown in --help, so where they live must be as light as the CLI itself
+    code = "import sys, fractalad_edge.export.defaults, fractalad_edge.bench.defaults, fractalad_edge.cli; print(sorted({'numpy', 'cv2', 'torch'} & set(sys.modules)))"
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_train_without_torch_is_a_one_line_error_naming_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # as on an edge install: `import torch` fails
     assert_one_line_error(invoke("train", "--data", tmp_path, "--out", tmp_path / "run"), "fractalad-edge[train]")

@@ -148,6 +148,30 @@ def test_onnx_export_writes_checked_metadata_and_next_command(onnx_artifact, tin
     assert not list(onnx_artifact.path.parent.glob(".model*.partial"))  # no scratch folder left behind
 
 
+def test_the_checked_with_line_names_the_precision_the_runtime_resolved() -> None:
+    from fractalad_edge.export.pipeline import _checked_with
+    from fractalad_edge.runtimes.base import Backend
+
+    class Plain(Backend):  # a runtime that runs the artifact's precision as stored
+        name = "plain"
+
+        @classmethod
+        def open(cls, directory, metadata, *, device="cpu", **options):  # noqa: ANN001, ANN206
+            return cls()
+
+        def infer(self, batch: np.ndarray) -> np.ndarray:
+            return np.zeros(batch.shape[:1] + batch.shape[2:], np.float32)
+
+    class Resolving(Plain):  # reports its resolution only through the typed method, not through describe()
+        def inference_precision(self) -> str:
+            return "f32"
+
+    assert Plain().inference_precision() is None
+    assert _checked_with("plain cpu", Plain()) == "plain cpu"
+    assert "inference_precision" not in Resolving().describe()
+    assert _checked_with("openvino cpu", Resolving()) == "openvino cpu, runs f32"
+
+
 # ----------------------------------------------------------------------------- openvino
 @pytest.mark.openvino
 def test_openvino_fp32_ir_keeps_fp32_weights(openvino_artifact) -> None:

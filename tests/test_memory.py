@@ -268,6 +268,60 @@ def test_macs_count_the_memory_search(memory_run: Path) -> None:
     assert macs.total > macs.by_type["memory"]
 
 
+def test_memory_bank_size_is_read_from_the_stored_weights(memory_run: Path, tiny_run: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from fractalad_edge.bench.memory_branch import memory_bank_size
+    from fractalad_edge.errors import ArtifactError
+
+    bank = memory_bank_size(memory_run, read_metadata(memory_run))
+    assert bank is not None and (bank.rows, bank.channels, bank.dtype) == (120, 32, "F32")
+    assert bank.bytes == 120 * 32 * 4 and bank.mb == pytest.approx(120 * 32 * 4 / 1e6)
+    assert memory_bank_size(tiny_run, read_metadata(tiny_run)) is None  # fractalad: no memory branch
+    # stored in half precision: the size follows the file, not a float32 guess
+    copy = tmp_path / "half"
+    shutil.copytree(memory_run, copy)
+    state = load_file(str(copy / "model.safetensors"))
+    save_file({**state, "memory.bank": state["memory.bank"].half()}, str(copy / "model.safetensors"))
+    half = memory_bank_size(copy, read_metadata(copy, verify=False))
+    assert half is not None and (half.dtype, half.bytes) == ("F16", 120 * 32 * 2)
+    # a bank that disagrees with metadata.json is an error that says what to do
+    save_file({**state, "memory.bank": state["memory.bank"][:100]}, str(copy / "model.safetensors"))
+    with pytest.raises(ArtifactError, match="100 rows but metadata.json says 120; rebuild"):
+        memory_bank_size(copy, read_metadata(copy, verify=False))
+
+
+def test_bench_rows_carry_the_memory_branch_cost(memory_run: Path, normal_images_dir: Path, tmp_path: Path) -> None:
+    from fractalad_edge.bench.config import BenchConfig
+    from fractalad_edge.bench.flops import count_artifact_macs
+    from fractalad_edge.bench.matrix import run_bench
+
+    category = tmp_path / "mvtec" / "widget"
+    sources = sorted(normal_images_dir.glob("*.png"))[-4:]
+    for folder in ("test/good", "test/dent", "ground_truth/dent"):
+        (category / folder).mkdir(parents=True)
+    for index, path in enumerate(sources):
+        image = cv2.imread(str(path))
+        if index < 2:
+            cv2.imwrite(str(category / "test" / "good" / f"{index:03d}.png"), image)
+            continue
+        mask = np.zeros(image.shape[:2], np.uint8)
+        mask[10:30, 20:40] = 255
+        image[mask > 0] = (20, 20, 90)
+        cv2.imwrite(str(category / "test" / "dent" / f"{index:03d}.png"), image)
+        cv2.imwrite(str(category / "ground_truth" / "dent" / f"{index:03d}_mask.png"), mask)
+    config = BenchConfig(runtimes=("torch",), precisions=("fp32",), warmup=0, runs=2, rounds=1, throughput_batch=1,
+                         threads=1, memory=False, async_throughput=False)
+    report = run_bench(memory_run, category, tmp_path / "bench", config, progress=lambda _: None)
+    row = report.result("torch-fp32")
+    assert row.ok, row.status
+    assert row.memory_bank_mb == pytest.approx(120 * 32 * 4 / 1e6)
+    assert row.memory_macs == count_artifact_macs(memory_run).by_type["memory"] > 0
+    assert report.memory_bank is not None and report.memory_bank.rows == 120
+    data = json.loads((tmp_path / "bench" / "report.json").read_text())
+    assert data["results"][0]["memory_macs"] == row.memory_macs and data["memory_bank"]["dtype"] == "F32"
+
+
 def test_pca_projection_keeps_the_main_directions() -> None:
     from fractalad_edge.train.memory import fit_pca
 

@@ -138,6 +138,7 @@ def test_inference_precision_is_a_checked_runtime_option(openvino_artifact) -> N
     with Predictor.load(openvino_artifact.path, threads=1, inference_precision="bf16") as predictor:
         ran = predictor.backend.describe()["inference_precision"]
         assert ran in ("bf16", "f32")  # f32 where the CPU has no bf16 arithmetic (OpenVINO resolves the hint)
+        assert predictor.backend.inference_precision() == ran  # typed, and what the report shows
         assert predictor.predict(np.zeros((64, 64, 3), np.uint8)).anomaly_map.shape == (64, 64)
 
 

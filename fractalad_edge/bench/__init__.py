@@ -7,8 +7,7 @@ Submodules are imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fractalad_edge._lazy import lazy_exports
 
 _LAZY = {
     "BenchConfig": "fractalad_edge.bench.config",
@@ -22,12 +21,7 @@ _LAZY = {
     "capture_environment": "fractalad_edge.bench.system",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)

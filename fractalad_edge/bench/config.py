@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fractalad_edge.artifact import Precision
+from fractalad_edge.bench.defaults import DEFAULT_PRECISIONS, DEFAULT_ROUNDS, DEFAULT_RUNS, DEFAULT_RUNTIMES, DEFAULT_WARMUP
 from fractalad_edge.bench.latency import round_sizes
 from fractalad_edge.errors import ConfigError
 from fractalad_edge.runtimes.base import RUNTIMES
@@ -27,11 +28,11 @@ class BenchConfig:
     (a short mode for smoke runs; published numbers use the whole test set).
     """
 
-    runtimes: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
-    precisions: tuple[Precision, ...] = (Precision.FP32, Precision.INT8)
-    warmup: int = 10
-    runs: int = 100
-    rounds: int = 10
+    runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
+    precisions: tuple[Precision, ...] = tuple(Precision(p) for p in DEFAULT_PRECISIONS)
+    warmup: int = DEFAULT_WARMUP
+    runs: int = DEFAULT_RUNS
+    rounds: int = DEFAULT_ROUNDS
     throughput_batch: int = 8
     threads: int | None = None
     device: str = "cpu"

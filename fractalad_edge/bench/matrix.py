@@ -44,6 +44,7 @@ from fractalad_edge.bench.latency import (
 )
 from fractalad_edge.bench.config import BenchConfig
 from fractalad_edge.bench.memory import measure_memory
+from fractalad_edge.bench.memory_branch import memory_bank_size
 from fractalad_edge.bench.render_markdown import console_table
 from fractalad_edge.bench.report import BenchReport, ConfigResult, write_reports
 from fractalad_edge.bench.system import capture_environment
@@ -226,6 +227,7 @@ def run_bench(
         msg = f"{run_dir} is a {run_metadata.format.value!r} artifact; the bench starts from a training run directory (torch format)"
         raise ConfigError(msg)
     run_sha = sha256_file(run_dir / run_metadata.files[0].path)
+    memory_bank = memory_bank_size(run_dir, run_metadata)  # read before any work: a broken bank stops the bench here
     size = run_metadata.input.height
     category = run_metadata.category or category_name(data)
     out.mkdir(parents=True, exist_ok=True)
@@ -305,9 +307,14 @@ def run_bench(
     if config.memory:
         rows.update(_measure_memory(rows, items, config, frame_path, progress))
 
+    memory_macs = None if memory_bank is None or macs is None else macs.by_type.get("memory")
     ref_p50 = None if reference is None or rows[reference].latency is None else rows[reference].latency.full.p50_ms
     for name, row in rows.items():
-        if not row.ok or row.latency is None:
+        if not row.ok:
+            continue
+        if memory_bank is not None:  # every format is exported from this bank and runs this search
+            row = rows[name] = dataclasses.replace(row, memory_bank_mb=memory_bank.mb, memory_macs=memory_macs)
+        if row.latency is None:
             continue
         changes: dict[str, Any] = {}
         if macs is not None:
@@ -331,6 +338,7 @@ def run_bench(
         environment=environment,
         results=tuple(rows.values()),
         seconds=time.perf_counter() - started,
+        memory_bank=memory_bank,
     )
     report = write_reports(report, out)
     progress(console_table(report))

@@ -53,6 +53,11 @@ def _memory(row: ConfigResult) -> str:
     return "-" if row.memory is None else _num(row.memory.increase_mb, 0)
 
 
+def _gmacs(macs: int | None) -> str:
+    """MACs in GMACs to three significant digits (a small memory search stays readable); ``-`` when not counted."""
+    return "-" if macs is None else f"{macs / 1e9:.3g}"
+
+
 def _accuracy_cells(accuracy: AccuracyReport | None) -> list[str]:
     """image AUROC, pixel AUROC, AUPRO, and F1 / false alarms at the artifact's own threshold."""
     if accuracy is None:
@@ -78,7 +83,7 @@ def summary_rows(report: BenchReport) -> tuple[list[str], list[list[str]]]:
     batch = report.config.throughput_batch
     header = [
         "config", "device", "status", "size MB", "image AUROC", "pixel AUROC", "AUPRO", "F1 @thr", "false alarms",
-        "p50 ms (p10-p90)", "p99 ms", "speedup", f"img/s @{batch}", "RSS +MB", "GFLOP/s",
+        "p50 ms (p10-p90)", "p99 ms", "speedup", f"img/s @{batch}", "RSS +MB", "GFLOP/s", "memory bank MB", "memory GMACs",
     ]
     rows = []
     for r in report.results:
@@ -88,6 +93,7 @@ def summary_rows(report: BenchReport) -> tuple[list[str], list[list[str]]]:
         rows.append([
             r.name, r.device, r.status, _num(r.size_mb, 1), *_accuracy_cells(r.accuracy), _spread(r), _ms(None if r.latency is None else r.latency.full.p99_ms),
             "-" if r.speedup is None else speedup_text(r.speedup), _throughput(r.throughput), _memory(r), _num(r.gflops_per_second, 1),
+            _num(r.memory_bank_mb, 2), _gmacs(r.memory_macs),
         ])
     return header, rows
 
@@ -139,6 +145,7 @@ def markdown_report(report: BenchReport) -> str:
     env = report.environment
     cfg = report.config
     macs = report.macs
+    bank = report.memory_bank
     ok_rows = [r for r in report.results if r.ok]
     lines = [
         f"# Benchmark: {report.category or 'model'} on {env.cpu_model}",
@@ -146,6 +153,11 @@ def markdown_report(report: BenchReport) -> str:
         f"Model `{report.run_dir}` ({', '.join(f'{k}={v}' for k, v in report.model.items())}), "
         f"input {report.input_size} x {report.input_size}"
         + (f", {macs.gmacs:.2f} GMACs per image" if macs is not None and macs.gmacs else "")
+        + (
+            f"; memory bank {bank.rows} x {bank.channels} {bank.dtype} ({bank.mb:.2f} MB)"
+            if bank is not None
+            else ""
+        )
         + f". Test set `{report.data}`: {report.test_images} images ({report.test_anomalous} anomalous)"
         + (
             f", an evenly spread subset of {report.test_images_available} (short mode: accuracy is indicative only)."
@@ -244,6 +256,10 @@ def markdown_report(report: BenchReport) -> str:
         "- GFLOP/s = 2 x MACs per image / inference-stage p50. MACs are counted on the torch model with forward "
         "hooks on convolutions and linear layers (element-wise work, resizing and grid_sample are not counted).",
         "- Model size: the files listed in the artifact's metadata.json.",
+        "- Memory bank MB (`memory` and `fused` models): rows x channels x bytes of the stored dtype of the bank in the "
+        "run's weights file (its safetensors header), which every export is made from. Memory GMACs: what the memory "
+        "branch adds per image (channel projection, the search's MatMul and norms, the blur), counted like the rest; "
+        "`-` for `fractalad` models.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -19,6 +19,7 @@ from fractalad_edge.bench.config import BenchConfig
 from fractalad_edge.bench.flops import MacCount
 from fractalad_edge.bench.latency import LatencyReport, ThroughputReport
 from fractalad_edge.bench.memory import MemoryReport
+from fractalad_edge.bench.memory_branch import MemoryBankSize
 from fractalad_edge.bench.system import EnvironmentInfo
 from fractalad_edge.evaluation import AccuracyReport
 
@@ -49,6 +50,8 @@ class ConfigResult:
     async_throughput: ThroughputReport | None = None
     memory: MemoryReport | None = None
     gflops_per_second: float | None = None  # 2 * MACs / inference-stage p50
+    memory_bank_mb: float | None = None  # memory/fused: the bank as the run's weights store it (rows x channels x dtype bytes)
+    memory_macs: int | None = None  # memory/fused: MACs per image the memory branch adds (projection, search MatMul + norms, blur)
     speedup: float | None = None  # reference full p50 / this full p50
     parity: ParityReport | None = None  # the export's check against the torch model
     quantization: QuantizationReport | None = None  # int8: how it was calibrated, the accuracy gate's verdict
@@ -114,6 +117,7 @@ class BenchReport:
     results: tuple[ConfigResult, ...]
     seconds: float
     files: ReportFiles | None = None  # set by write_reports
+    memory_bank: MemoryBankSize | None = None  # memory/fused runs: the bank as stored (None: fractalad)
 
     def result(self, name: str) -> ConfigResult:
         for row in self.results:
@@ -139,6 +143,7 @@ class BenchReport:
             "results": [row.to_dict() for row in self.results],
             "seconds": self.seconds,
             "files": {} if self.files is None else self.files.to_dict(),
+            "memory_bank": None if self.memory_bank is None else self.memory_bank.to_dict(),
         }
 
 

@@ -5,8 +5,7 @@ Submodules are imported on first use, so :mod:`.defaults` stays import-light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fractalad_edge._lazy import lazy_exports
 
 _LAZY = {
     "CalibrationConfig": "fractalad_edge.calibration.dataset",
@@ -17,12 +16,7 @@ _LAZY = {
     "ThresholdRule": "fractalad_edge.threshold_rule",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)

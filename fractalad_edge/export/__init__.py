@@ -7,7 +7,16 @@ export_model("runs/bottle", format="openvino", out="models/bottle-ov", options=E
 Importing this package imports no torch; the exporters import it when they run.
 """
 
-from fractalad_edge.export.formats import FORMATS, FormatSpec, check_export_request
-from fractalad_edge.export.pipeline import ExportOptions, export_model
+from fractalad_edge._lazy import lazy_exports
+
+# imported on first use, so the import-light submodules (defaults) stay light for the CLI
+_LAZY = {
+    "FORMATS": "fractalad_edge.export.formats",
+    "FormatSpec": "fractalad_edge.export.formats",
+    "check_export_request": "fractalad_edge.export.formats",
+    "ExportOptions": "fractalad_edge.export.pipeline",
+    "export_model": "fractalad_edge.export.pipeline",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = ["FORMATS", "ExportOptions", "FormatSpec", "check_export_request", "export_model"]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from fractalad_edge.artifact import EngineInfo, InputSpec, ModelFormat, Precision
 from fractalad_edge.errors import ExportError, RuntimeNotAvailableError
+from fractalad_edge.export.defaults import DEFAULT_INT8_WEIGHTS, DEFAULT_MAX_DROP, DEFAULT_QUANT_MODE
 from fractalad_edge.extras import MODULE_EXTRAS, install_hint, missing_modules, require_modules
 
 if TYPE_CHECKING:
@@ -56,9 +57,9 @@ class ExportJob:
     calibration: CalibrationSet  # int8 calibration (and threshold refit) samples
     validation: CalibrationSet  # held-out samples: parity images, int8 accuracy gate
     progress: Callable[[str], None]
-    int8_weights: str = "reduced"  # onnx int8 weight range, one of INT8_WEIGHT_RANGES
-    quant_mode: str = "ptq"  # openvino int8, one of QUANT_MODES
-    max_drop: float = 0.5  # int8: allowed AUROC drop in points (the gate; accuracy-control's target)
+    int8_weights: str = DEFAULT_INT8_WEIGHTS  # onnx int8 weight range, one of INT8_WEIGHT_RANGES
+    quant_mode: str = DEFAULT_QUANT_MODE  # openvino int8, one of QUANT_MODES
+    max_drop: float = DEFAULT_MAX_DROP  # int8: allowed AUROC drop in points (the gate; accuracy-control's target)
     keep_float: tuple[str, ...] | None = None  # openvino int8: FloatRegion values kept float; None: the defaults
 
 

@@ -49,6 +49,7 @@ from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibrat
 from fractalad_edge.calibration.defaults import ANOMALY_RATIO, CALIBRATION_COUNT, CALIBRATION_SEED
 from fractalad_edge.calibration.thresholds import calibrate_scores
 from fractalad_edge.errors import CalibrationError, ConfigError, ExportError, FractalADError, OutputExistsError
+from fractalad_edge.export.defaults import DEFAULT_INT8_WEIGHTS, DEFAULT_MAX_DROP, DEFAULT_OPSET, DEFAULT_PRECISION, DEFAULT_QUANT_MODE
 from fractalad_edge.export.formats import (
     INT8_WEIGHT_RANGES,
     QUANT_MODES,
@@ -73,14 +74,14 @@ if TYPE_CHECKING:
 class ExportOptions:
     """How to export. Fields left at their default are not "set"; a format refuses set fields it would ignore."""
 
-    precision: Precision = Precision.FP32
-    opset: int = 17  # GridSample needs >= 16; TensorRT 8.6 (JetPack 6) reads up to 17
+    precision: Precision = Precision(DEFAULT_PRECISION)
+    opset: int = DEFAULT_OPSET  # GridSample needs >= 16; TensorRT 8.6 (JetPack 6) reads up to 17
     #: normal images for int8 calibration and the threshold refit; default: the run's training folder
     calib_data: Path | None = None
     calib_count: int = CALIBRATION_COUNT
     calib_seed: int = CALIBRATION_SEED
     anomaly_ratio: float = ANOMALY_RATIO  # share of calibration images carrying a fractal anomaly
-    max_drop: float = 0.5  # int8 accuracy gate: allowed AUROC drop in points (x100)
+    max_drop: float = DEFAULT_MAX_DROP  # int8 accuracy gate: allowed AUROC drop in points (x100)
     allow_accuracy_drop: bool = False  # int8: keep a model that fails the gate (recorded as failed)
     parity_images: int = 8  # held-out synthetic images compared with the torch model
     #: fp32 map tolerance; fp16 / bf16 / int8 use the looser values of export.parity (never tighter)
@@ -91,11 +92,11 @@ class ExportOptions:
     #: onnx int8 weight range. "reduced" (7-bit) is safe on every x86 CPU; "full" (8-bit) is
     #: for targets whose INT8 dot products do not saturate: x86 CPUs with VNNI, ARM, GPUs.
     #: On an x86 CPU without VNNI, onnxruntime's u8 x s8 kernels overflow with full-range weights.
-    int8_weights: str = "reduced"
+    int8_weights: str = DEFAULT_INT8_WEIGHTS
     #: openvino int8: "ptq" (NNCF post-training quantization) or "accuracy-control" (NNCF puts
     #: the most harmful layers back to float until the synthetic validation set is within
     #: max_drop points; minutes per reverted layer on a small CPU)
-    quant_mode: str = "ptq"
+    quant_mode: str = DEFAULT_QUANT_MODE
     #: openvino int8: the graph regions kept in float (fractalad_edge.quantize.FloatRegion values,
     #: e.g. ("csam", "flow", "classifier", "memory") to quantize the teacher's stem too);
     #: None: quantize.DEFAULT_KEEP_FLOAT, chosen by measurement. The accuracy gate still decides.
@@ -264,8 +265,7 @@ def _check_and_calibrate(
     # The reference is built after the writer ran: TorchBackend moves the module to channels_last.
     reference = Predictor(TorchBackend(job.model), run_metadata)
     backend = exported.open_backend()
-    ran = backend.describe().get("inference_precision")  # e.g. OpenVINO resolving a bf16 hint to f32 on AVX2
-    checked_with = exported.checked_with + (f", runs {ran}" if ran else "")
+    checked_with = _checked_with(exported.checked_with, backend)
     try:
         candidate = Predictor(backend, metadata)
         # keep the run's thresholding rule (F1 on synthetic anomalies, or a target false-alarm rate)
@@ -385,6 +385,12 @@ def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[P
         )
         raise CalibrationError(msg)
     return paths, placement
+
+
+def _checked_with(runtime: str, backend: Backend) -> str:
+    """What thresholds and parity were checked with, and the precision it resolved (e.g. OpenVINO running a bf16 hint as f32 on AVX2)."""
+    ran = backend.inference_precision()
+    return runtime + (f", runs {ran}" if ran else "")
 
 
 def _check_method(spec: FormatSpec, precision: Precision, run_metadata: ArtifactMetadata) -> None:

@@ -18,14 +18,14 @@ the toolchain modules). Toolchain packages are imported only when a toolchain is
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from fractalad_edge._lazy import lazy_exports
 from fractalad_edge.artifact import InputSpec
 from fractalad_edge.errors import ConfigError
 from fractalad_edge.preprocess import prepare_batch
@@ -135,12 +135,7 @@ _LAZY = {
     "AccuracyComparison": "fractalad_edge.quantize.gate",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -55,6 +55,15 @@ class Backend(ABC):
         """Device and settings, for benchmark reports."""
         return {"runtime": self.name}
 
+    def inference_precision(self) -> str | None:
+        """The arithmetic precision the runtime resolved for the graph, where it decides one itself.
+
+        OpenVINO resolves its precision hint per device (a bf16 hint runs f32 on a CPU
+        without bf16), so what runs can differ from what was asked; None: this runtime runs
+        the artifact's precision as stored and reports nothing else.
+        """
+        return None
+
     def async_rates(self, inputs: Sequence[np.ndarray], *, repeats: int = 3) -> tuple[list[float], int]:
         """Images/s of each of ``repeats`` passes of pre-processed (1, 3, H, W) ``inputs`` through
         ``async_queue``, and how many requests it kept in flight. Only where ``async_queue`` is set."""

@@ -242,7 +242,7 @@ class OpenVINOBackend(Backend):
         return np.array(request.get_output_tensor(0).data[:, 0], dtype=np.float32, copy=True)
 
     def inference_precision(self) -> str:
-        """The precision the compiled model runs (OpenVINO's resolution of the hint)."""
+        """The precision the compiled model runs (OpenVINO's resolution of the hint), e.g. ``"f32"``."""
         try:
             value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
             return value.get_type_name() if hasattr(value, "get_type_name") else str(value)  # ov.Type -> "f32"
