@@ -118,7 +118,7 @@ def test_inference(benchmark, runtime: str, tiny_run: Path, frame: np.ndarray, r
     finally:
         backend.close()
     assert maps.shape == (1, SIZE, SIZE) and maps.dtype == np.float32
-    assert np.all((maps >= 0) & (maps <= 1))
+    assert np.all(np.isfinite(maps)) and (maps.min() < 0 or maps.max() > 1)  # the head's logits (score.space), not probabilities
 
 
 def test_training_step(benchmark, normal_images_dir: Path) -> None:
