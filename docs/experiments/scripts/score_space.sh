@@ -8,8 +8,8 @@
 # "before": the package at BEFORE_COMMIT (sigmoid graphs, span normalisation, calibration
 # sources that depended on the hold-out count), "sigmoid": this tree with --score-space sigmoid
 # (the space alone, everything else as "after"), "after": this tree (logit graphs, two-sided
-# normalisation). Each side exports torch fp32, ONNX Runtime
-# fp32, OpenVINO fp32 and OpenVINO INT8 with thresholds fitted on synthetic anomalies, then
+# normalisation). Each side exports torch fp32, ONNX Runtime fp32 and INT8, OpenVINO fp32
+# and OpenVINO INT8 with thresholds fitted on synthetic anomalies, then
 # score_space.py runs all of them on the test set. "after" also gets a copy of the run moved
 # to logits by `calibrate --score-space logit` (no re-export).
 # PY: a python with the package's dependencies (default: the repository's .venv);
@@ -37,7 +37,7 @@ ALL="before sigmoid after"
 for side in ${SIDES:-$ALL}; do
   tree=$REPO; [ "$side" = before ] && tree=$BEFORE_TREE
   space=(); [ "$side" = sigmoid ] && space=(--score-space sigmoid)
-  for target in "torch fp32" "onnx fp32" "openvino fp32" "openvino int8"; do
+  for target in "torch fp32" "onnx fp32" "onnx int8" "openvino fp32" "openvino int8"; do
     read -r format precision <<<"$target"
     dest=$OUT/$side/$format-$precision
     [ -e "$dest/metadata.json" ] && continue
@@ -49,7 +49,7 @@ done
 
 # optional: a `fused` run (its space does not change) exported by this tree, decisions measured the same way
 if [ -n "${FUSED_RUN:-}" ]; then
-  for target in "torch fp32" "onnx fp32" "openvino fp32" "openvino int8"; do
+  for target in "torch fp32" "onnx fp32" "onnx int8" "openvino fp32" "openvino int8"; do
     read -r format precision <<<"$target"
     dest=$OUT/fused/$format-$precision
     [ -e "$dest/metadata.json" ] && continue
@@ -69,14 +69,14 @@ fi
 
 args=()
 for side in $ALL; do
-  for name in torch-fp32 onnx-fp32 openvino-fp32 openvino-int8; do
+  for name in torch-fp32 onnx-fp32 onnx-int8 openvino-fp32 openvino-int8; do
     args+=(--artifact "$side/$name=$OUT/$side/$name")
   done
   args+=(--reference "$side=$side/torch-fp32")
 done
 args+=(--artifact "after/run-calibrate-logit=$OUT/after/run-calibrate-logit")
 if [ -n "${FUSED_RUN:-}" ]; then
-  for name in torch-fp32 onnx-fp32 openvino-fp32 openvino-int8; do
+  for name in torch-fp32 onnx-fp32 onnx-int8 openvino-fp32 openvino-int8; do
     args+=(--artifact "fused/$name=$OUT/fused/$name")
   done
   args+=(--reference "fused=fused/torch-fp32")
