@@ -247,3 +247,15 @@ def test_reduced_precisions_get_looser_tolerances_never_tighter() -> None:
     assert 1e-4 < tolerance_for(Precision.FP16, 1e-4) < tolerance_for(Precision.BF16, 1e-4) < tolerance_for(Precision.INT8, 1e-4)
     assert tolerance_for(Precision.FP16, 0.5) == 0.5
     assert np.isfinite([tolerance_for(p, 1e-4) for p in Precision]).all()
+
+
+def test_memory_search_spaces_get_a_looser_fp32_tolerance() -> None:
+    from fractalad_edge.score_space import ScoreSpace
+
+    # the search's squared-norm distances cancel in float32 (export/parity.py); the head's spaces do not
+    assert tolerance_for(Precision.FP32, 1e-4, ScoreSpace.SIGMOID) == 1e-4
+    assert tolerance_for(Precision.FP32, 1e-4, ScoreSpace.LOGIT) == 1e-4
+    assert tolerance_for(Precision.FP32, 1e-4, ScoreSpace.DISTANCE) == pytest.approx(1e-3)
+    assert tolerance_for(Precision.FP32, 1e-4, ScoreSpace.FUSED) == pytest.approx(1e-3)
+    for space in ScoreSpace:
+        assert tolerance_for(Precision.FP16, 1e-4, space) >= tolerance_for(Precision.FP32, 1e-4, space)
