@@ -23,7 +23,7 @@ from enum import Enum
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from fractalad_edge.errors import ArtifactError, ArtifactIntegrityError, ConfigError, SchemaVersionError
+from fractalad_edge.errors import ArtifactError, ArtifactIntegrityError, ConfigError, SchemaVersionError, parse_enum
 from fractalad_edge.method import MemoryConfig, Method, parse_method
 from fractalad_edge.score_space import LEGACY_SPACES, ScoreSpace, check_space, parse_space
 from fractalad_edge.threshold_rule import ThresholdRule
@@ -76,15 +76,6 @@ class ScoreReduction(str, Enum):
     MEAN = "mean"  # the paper's
     MAX = "max"
     TOPK = "topk"  # mean of the top ``topk_fraction`` of pixels
-
-
-def parse_enum(enum: type[Enum], value: Any, what: str) -> Any:
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(repr(m.value) for m in enum)  # type: ignore[attr-defined]
-        msg = f"{what} must be one of {allowed}, got {value!r}"
-        raise ConfigError(msg) from None
 
 
 #: what a graph input can be: (dtype, layout) pairs

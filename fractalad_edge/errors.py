@@ -8,6 +8,9 @@ wrong, the value received, what is allowed and how to fix it.
 
 from __future__ import annotations
 
+from enum import Enum
+from typing import Any
+
 
 class FractalADError(Exception):
     """Base class of every error raised on purpose by fractalad-edge."""
@@ -123,3 +126,13 @@ class ImageTooLargeError(ImageReadError):
 
 class ScoringOrderError(FractalADError, RuntimeError):
     """A scorer (the local loop or a Ray actor pool) returned fewer, extra or reordered results."""
+
+
+def parse_enum(enum: type[Enum], value: Any, what: str) -> Any:
+    """``enum(value)``; a ConfigError naming ``what`` and the allowed values otherwise."""
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in enum)  # type: ignore[attr-defined]
+        msg = f"{what} must be one of {allowed}, got {value!r}"
+        raise ConfigError(msg) from None

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Any
 
-from fractalad_edge.errors import ConfigError
+from fractalad_edge.errors import ConfigError, parse_enum
 
 __all__ = ["HEAD_SPACES", "FusionRule", "FusionStats", "MemoryConfig", "Method", "parse_method"]
 
@@ -165,9 +165,4 @@ class MemoryConfig:
 
 def parse_method(value: Any) -> Method:
     """A :class:`Method` from its name; a ConfigError naming the allowed ones otherwise."""
-    try:
-        return Method(value)
-    except ValueError:
-        allowed = ", ".join(repr(m.value) for m in Method)
-        msg = f"method must be one of {allowed}, got {value!r}"
-        raise ConfigError(msg) from None
+    return parse_enum(Method, value, "method")

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from enum import Enum
 from types import MappingProxyType
 
-from fractalad_edge.errors import ConfigError
+from fractalad_edge.errors import ConfigError, parse_enum
 from fractalad_edge.method import Method
 
 __all__ = ["LEGACY_SPACES", "METHOD_SCORE_SPACES", "ScoreSpace", "check_space", "default_space", "parse_space"]
@@ -62,12 +62,7 @@ LEGACY_SPACES: Mapping[Method, ScoreSpace] = MappingProxyType(
 
 def parse_space(value: object) -> ScoreSpace:
     """A :class:`ScoreSpace` from its name; a ConfigError naming the allowed ones otherwise."""
-    try:
-        return ScoreSpace(value)
-    except ValueError:
-        allowed = ", ".join(repr(s.value) for s in ScoreSpace)
-        msg = f"score space must be one of {allowed}, got {value!r}"
-        raise ConfigError(msg) from None
+    return parse_enum(ScoreSpace, value, "score space")
 
 
 def default_space(method: Method) -> ScoreSpace:
