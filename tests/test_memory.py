@@ -421,7 +421,7 @@ def test_export_calibrates_on_images_outside_the_memory(memory_run: Path, normal
 
     holdout = json.loads((memory_run / "config.json").read_text())["holdout"]
     # the training folder itself: only its held-out images remain
-    paths, _ = _calibration_sources(memory_run, normal_images_dir)
+    paths, _ = _calibration_sources(memory_run, normal_images_dir, read_metadata(memory_run))
     assert sorted(p.resolve() for p in paths) == sorted(Path(p).resolve() for p in holdout)
     only_memory = tmp_path / "in-memory"
     only_memory.mkdir()
@@ -429,7 +429,12 @@ def test_export_calibrates_on_images_outside_the_memory(memory_run: Path, normal
         if str(path) not in holdout:
             (only_memory / path.name).symlink_to(path)  # the same files, reached another way
     with pytest.raises(CalibrationError, match="in the model's memory"):
-        _calibration_sources(memory_run, only_memory)
+        _calibration_sources(memory_run, only_memory, read_metadata(memory_run))
+    # copies elsewhere are recognised by content (the run's list of memory images)
+    in_memory, held_out = _memory_and_holdout(memory_run, normal_images_dir)
+    mixed = _copies(in_memory + held_out, tmp_path / "copies")
+    paths, _ = _calibration_sources(memory_run, mixed, read_metadata(memory_run))
+    assert len(paths) == len(held_out)
 
 
 # ----------------------------------------------------------------------------- calibrate leaves the memory out

@@ -65,7 +65,7 @@ from fractalad_edge.export.formats import (
 )
 from fractalad_edge.export.onnx import MAX_OPSET, MIN_OPSET
 from fractalad_edge.export.parity import RECORDED_ONLY, compare_maps, enforce_parity, format_parity, tolerance_for
-from fractalad_edge.memory_images import listed_memory_images
+from fractalad_edge.memory_images import listed_memory_images, read_memory_images, split_memory_images
 from fractalad_edge.outputs import StagedOutput, check_output_folder, folder_is_empty
 from fractalad_edge.score_space import ScoreSpace, check_space, default_space, parse_space
 from fractalad_edge.threshold_rule import ThresholdRule
@@ -190,7 +190,7 @@ def export_model(
         raise ExportError(msg)
     _check_method(spec, options.precision, run_metadata)
     space = check_space(run_metadata.method, options.score_space or default_space(run_metadata.method))
-    paths, object_placement = _calibration_sources(run_dir, options.calib_data)
+    paths, object_placement = _calibration_sources(run_dir, options.calib_data, run_metadata)
     calibration, validation = build_calibration_sets(
         paths,
         CalibrationConfig(
@@ -368,8 +368,12 @@ def _validation_count(options: ExportOptions) -> int:
     return options.parity_images
 
 
-def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[Path], bool]:
-    """The normal images to calibrate on, and whether the run placed anomalies on the object."""
+def _calibration_sources(run_dir: Path, calib_data: Path | None, run_metadata: ArtifactMetadata) -> tuple[list[Path], bool]:
+    """The normal images to calibrate on, and whether the run placed anomalies on the object.
+
+    A memory model's own images are left out of ``calib_data``: by path (the run's
+    config.json) and, where the run records them, by content (copies elsewhere too).
+    """
     from fractalad_edge.data.datasets import find_training_images
 
     config_path = run_dir / RUN_CONFIG_FILENAME
@@ -398,6 +402,9 @@ def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[P
     if Path(config.get("data", "")).is_dir():
         in_memory = {p.resolve() for p in find_training_images(config["data"])} - {Path(p).resolve() for p in config["holdout"]}
         paths = [p for p in paths if p.resolve() not in in_memory]
+    digests = read_memory_images(run_dir, run_metadata)
+    if digests is not None:
+        paths, _ = split_memory_images(paths, digests)
     if not paths:
         msg = (
             f"--calib-data {calib_data}: every image there is in the model's memory (it scores near zero, so thresholds "
