@@ -473,6 +473,18 @@ def test_an_altered_memory_image_list_is_refused(memory_run: Path, tmp_path: Pat
     (copy / "memory_images.json").write_text(json.dumps(record))
     with pytest.raises(ArtifactIntegrityError, match="memory_images.json"):
         read_metadata(copy)
+    # a list whose sha256 matches but whose content is not a list of digests: refused when read
+    from fractalad_edge.artifact import ModelFile, sha256_file, write_metadata
+    from fractalad_edge.errors import ArtifactError
+    from fractalad_edge.memory_images import read_memory_images
+
+    record["images"][0] = "not-a-digest"
+    (copy / "memory_images.json").write_text(json.dumps(record))
+    metadata = read_metadata(copy, verify=False)
+    files = tuple(ModelFile(path=f.path, sha256=sha256_file(copy / f.path)) for f in metadata.files)
+    write_metadata(copy, dataclasses.replace(metadata, files=files))
+    with pytest.raises(ArtifactError, match="not a memory image list"):
+        read_memory_images(copy, read_metadata(copy))
 
 
 def test_calibrate_refuses_normals_that_all_built_the_memory(memory_run: Path, normal_images_dir: Path, tmp_path: Path) -> None:
