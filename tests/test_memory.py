@@ -518,7 +518,7 @@ def test_calibrate_leaves_out_exactly_the_memory_images(memory_run: Path, normal
     for path in held_out:
         (only_held_out / path.name).symlink_to(path)
     alone = recalibrate(model, normal=only_held_out, count=8)
-    assert alone.memory_images_left_out == 0
+    assert alone.memory_images_left_out == 0 and f"none of the {len(held_out)} normal images" in alone.summary()
     assert result.written == alone.written
 
 

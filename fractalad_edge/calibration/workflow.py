@@ -67,7 +67,9 @@ class RecalibrationResult:
     def summary(self) -> str:
         switched = "" if self.space is self.previous_space else f", switched from {self.previous_space.value!r}"
         lines = []
-        if self.memory_images_left_out is not None:
+        if self.memory_images_left_out == 0:
+            lines.append(f"none of the {self.normal_images} normal images is in this model's memory")
+        elif self.memory_images_left_out is not None:
             kept = self.normal_images - self.memory_images_left_out
             lines.append(
                 f"left out {self.memory_images_left_out} of {self.normal_images} normal images: they built this model's "
