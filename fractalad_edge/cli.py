@@ -406,13 +406,17 @@ def calibrate(
         None, "--score-space",
         help="Fit in another space: 'logit' moves an older sigmoid torch model (a run) to logits; exports are re-exported instead.",
     ),
+    object_placement: Optional[bool] = typer.Option(
+        None, "--object-placement/--no-object-placement",
+        help="Paste synthetic anomalies on the object only. Default: as the run trained, else by MVTec category of --normal.",
+    ),
 ) -> None:
     """Set decision thresholds without re-exporting (synthetic anomalies; real defects if given)."""
     from fractalad_edge.calibration.workflow import recalibrate
 
     result = recalibrate(
         model, normal=normal, defects=defects, method=method, target_fpr=target_fpr, count=count, seed=seed, runtime=runtime,
-        score_space=score_space,
+        score_space=score_space, object_placement=object_placement,
     )
     typer.echo(result.summary())
 

@@ -169,6 +169,38 @@ def test_calibrate_rejects_an_unknown_method(tiny_run: Path, normal_images_dir: 
     assert_one_line_error(invoke("calibrate", tiny_run, "--normal", normal_images_dir, "--method", "guess"), "guess")
 
 
+def test_calibrate_pastes_anomalies_where_the_run_trained_them(tmp_path: Path, tiny_run: Path, normal_images_dir: Path) -> None:
+    """Thresholds must match the ones train and export fitted: the run's placement, unless told otherwise."""
+    import json
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_run, model)
+    config = json.loads((model / "config.json").read_text())
+    config["train"] = {"synth": {"object_placement": True}}
+    (model / "config.json").write_text(json.dumps(config))
+    result = invoke("calibrate", model, "--normal", normal_images_dir, "--count", "8")
+    assert result.exit_code == 0, result.output
+    assert "synthetic anomalies on the object" in result.output
+    on_object = read_metadata(model).calibration
+    result = invoke("calibrate", model, "--normal", normal_images_dir, "--count", "8", "--no-object-placement")
+    assert result.exit_code == 0 and "anywhere in the frame" in result.output
+    assert read_metadata(model).calibration != on_object  # other synthetic images, other thresholds
+
+
+def test_anomaly_placement_falls_back_to_the_category_of_the_normal_folder(tmp_path: Path) -> None:
+    """An exported artifact has no run config: the category default decides, as train does."""
+    from fractalad_edge.calibration.workflow import anomaly_placement
+
+    artifact = tmp_path / "export"
+    artifact.mkdir()
+    assert anomaly_placement(artifact, tmp_path / "screw" / "train" / "good", None) is True
+    assert anomaly_placement(artifact, tmp_path / "bottle" / "train" / "good", None) is False
+    assert anomaly_placement(artifact, tmp_path / "my_parts", None) is False
+    assert anomaly_placement(artifact, tmp_path / "screw", False) is False
+    (artifact / "config.json").write_text("{not json")
+    assert anomaly_placement(artifact, tmp_path / "screw", None) is True
+
+
 @pytest.mark.slow
 def test_train_command_runs_a_tiny_schedule(tmp_path: Path) -> None:
     pytest.importorskip("torch")

@@ -17,16 +17,18 @@ round it far earlier; re-exporting from the run gives the logits themselves
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fractalad_edge.artifact import METADATA_FILENAME, ArtifactMetadata, ModelFormat, ScoreCalibration, read_metadata, write_metadata
+from fractalad_edge.artifact import METADATA_FILENAME, RUN_CONFIG_FILENAME, ArtifactMetadata, ModelFormat, ScoreCalibration, read_metadata, write_metadata
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
 from fractalad_edge.calibration.defaults import CALIBRATION_COUNT, CALIBRATION_SEED
 from fractalad_edge.calibration.thresholds import calibrate_scores, fit_thresholds
-from fractalad_edge.data.datasets import find_training_images
+from fractalad_edge.data.categories import category_defaults
+from fractalad_edge.data.datasets import category_name, find_training_images
 from fractalad_edge.errors import ConfigError, ScoreSpaceError
 from fractalad_edge.preprocess import image_scores
 from fractalad_edge.score_space import ScoreSpace, check_space, parse_space
@@ -41,12 +43,14 @@ class RecalibrationResult:
     model: Path
     space: ScoreSpace = ScoreSpace.SIGMOID  # what the thresholds are in (the artifact's score.space)
     previous_space: ScoreSpace = ScoreSpace.SIGMOID  # before this calibration
+    object_placement: bool = False  # synthetic anomalies were pasted on the object only
 
     def summary(self) -> str:
         switched = "" if self.space is self.previous_space else f", switched from {self.previous_space.value!r}"
         lines = [
             f"thresholds written to {self.model / METADATA_FILENAME} ({self.written.source}, {self.written.rule.label}; "
-            f"{self.space.value!r} space{switched}, {self.written.normalization.value} normalisation):"
+            f"{self.space.value!r} space{switched}, {self.written.normalization.value} normalisation; "
+            f"synthetic anomalies {'on the object' if self.object_placement else 'anywhere in the frame'}):"
         ]
         for name, cal in (("synthetic anomalies", self.synthetic), ("real defects", self.real)):
             if cal is not None:
@@ -68,8 +72,13 @@ def recalibrate(
     seed: int = CALIBRATION_SEED,
     runtime: str | None = None,
     score_space: ScoreSpace | str | None = None,
+    object_placement: bool | None = None,
 ) -> RecalibrationResult:
-    """Fit and write new thresholds; ``score_space`` (None: the artifact's own) switches a torch artifact's space."""
+    """Fit and write new thresholds; ``score_space`` (None: the artifact's own) switches a torch artifact's space.
+
+    ``object_placement`` (None: as the run trained, see :func:`anomaly_placement`) pastes the
+    synthetic anomalies on the object only, as training and ``export`` do for MVTec objects.
+    """
     from fractalad_edge.data.test_set import load_test_set
     from fractalad_edge.predictor import Predictor
     from fractalad_edge.runtimes.base import load_backend
@@ -84,7 +93,10 @@ def recalibrate(
     original = read_metadata(model)
     metadata = in_space(original, model, score_space)
     predictor = Predictor(load_backend(model, metadata, runtime=runtime), metadata)
-    config = CalibrationConfig(count=count, validation_count=0, seed=seed, image_size=metadata.input.height)
+    placement = anomaly_placement(model, normal, object_placement)
+    config = CalibrationConfig(
+        count=count, validation_count=0, seed=seed, image_size=metadata.input.height, object_placement=placement
+    )
     calibration_set, _ = build_calibration_sets(find_training_images(normal), config)
     synthetic = calibrate_scores(
         predictor, calibration_set.images, calibration_set.labels, calibration_set.masks,
@@ -103,8 +115,29 @@ def recalibrate(
     write_metadata(model, dataclasses.replace(metadata, calibration=written))
     return RecalibrationResult(
         synthetic=synthetic, real=real, written=written, model=model,
-        space=metadata.score_space, previous_space=original.score_space,
+        space=metadata.score_space, previous_space=original.score_space, object_placement=placement,
     )
+
+
+def anomaly_placement(model: Path, normal: str | Path, given: bool | None) -> bool:
+    """Where calibration pastes synthetic anomalies, so thresholds match the ones the run and ``export`` fitted.
+
+    ``given`` wins; else the run's own setting (``config.json`` of a training run); else the
+    category default of the normal folder's name (``.../bottle/train/good`` -> ``bottle``: on
+    the object), as ``train`` chooses it.
+    """
+    if given is not None:
+        return given
+    config_path = Path(model) / RUN_CONFIG_FILENAME
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            config = {}
+        synth = config.get("train", {}).get("synth") if isinstance(config, dict) and isinstance(config.get("train"), dict) else None
+        if isinstance(synth, dict) and isinstance(synth.get("object_placement"), bool):
+            return synth["object_placement"]
+    return category_defaults(category_name(normal)).object_placement
 
 
 def in_space(metadata: ArtifactMetadata, model: Path, score_space: ScoreSpace | str | None) -> ArtifactMetadata:
