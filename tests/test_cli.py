@@ -165,6 +165,28 @@ def test_calibrate_writes_synthetic_and_real_thresholds(tiny_run: Path, normal_i
     assert read_metadata(model).calibration.source == "real"
 
 
+def test_train_defaults_are_the_config_defaults() -> None:
+    """The train command repeats a few library defaults as typer options: they must not drift apart."""
+    import dataclasses
+
+    import typer.main
+
+    from fractalad_edge.models.fractalad import ModelConfig
+    from fractalad_edge.train.config import TrainConfig
+    from fractalad_edge.train.memory import MemoryBuildConfig
+
+    command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+    cli = {p.name: p.default for p in command.params}
+    train, model = TrainConfig(), ModelConfig()
+    memory = {f.name: f.default for f in dataclasses.fields(MemoryBuildConfig)}
+    assert (cli["lr"], cli["seed"]) == (train.lr, train.seed)
+    assert (cli["backbone"], cli["input_size"], cli["head_channels"]) == (model.backbone, model.input_size, model.head_channels)
+    assert cli["memory_pool"] == memory["pool"] and cli["memory_k"] == memory["k"]
+    assert cli["holdout"] == memory["holdout_fraction"] and cli["seed"] == memory["seed"]
+    assert tuple(int(s) for s in cli["memory_strides"].split(",")) == memory["strides"]
+    assert cli["fusion"].value == memory["fusion"].value
+
+
 def test_calibrate_rejects_an_unknown_method(tiny_run: Path, normal_images_dir: Path) -> None:
     assert_one_line_error(invoke("calibrate", tiny_run, "--normal", normal_images_dir, "--method", "guess"), "guess")
 
