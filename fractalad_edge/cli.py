@@ -406,6 +406,10 @@ def calibrate(
         None, "--score-space",
         help="Fit in another space: 'logit' moves an older sigmoid torch model (a run) to logits; exports are re-exported instead.",
     ),
+    object_placement: Optional[bool] = typer.Option(
+        None, "--object-placement/--no-object-placement",
+        help="Paste synthetic anomalies on the object only. Default: as the run trained, else by MVTec category of --normal.",
+    ),
 ) -> None:
     """Set decision thresholds without re-exporting (synthetic anomalies; real defects if given)."""
     import warnings
@@ -417,7 +421,7 @@ def calibrate(
         warnings.simplefilter("always", CalibrationWarning)
         result = recalibrate(
             model, normal=normal, defects=defects, method=method, target_fpr=target_fpr, count=count, seed=seed, runtime=runtime,
-            score_space=score_space,
+            score_space=score_space, object_placement=object_placement,
         )
     for warning in caught:  # the calibration's own warnings as one line each; others as Python shows them
         if issubclass(warning.category, CalibrationWarning):

@@ -277,6 +277,14 @@ def test_macs_count_the_memory_search(memory_run: Path) -> None:
     assert macs.total > macs.by_type["memory"]
 
 
+def test_build_prints_the_bank_size_the_bench_reports(normal_images_dir: Path, tmp_path: Path) -> None:
+    from fractalad_edge.bench.memory_branch import memory_bank_size
+
+    result = build_memory(MemoryBuildConfig(size=50, **FAST), normal_images_dir, tmp_path / "run", progress=False)
+    bank = memory_bank_size(tmp_path / "run", read_metadata(tmp_path / "run"))
+    assert bank is not None and result.memory_mb == pytest.approx(bank.mb, rel=1e-9)
+
+
 def test_memory_bank_size_is_read_from_the_stored_weights(memory_run: Path, tiny_run: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file, save_file
 

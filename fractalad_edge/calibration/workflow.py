@@ -42,7 +42,8 @@ from fractalad_edge.artifact import (
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
 from fractalad_edge.calibration.defaults import CALIBRATION_COUNT, CALIBRATION_SEED
 from fractalad_edge.calibration.thresholds import calibrate_scores, fit_thresholds
-from fractalad_edge.data.datasets import find_training_images
+from fractalad_edge.data.categories import category_defaults
+from fractalad_edge.data.datasets import category_name, find_training_images
 from fractalad_edge.errors import CalibrationWarning, ConfigError, MemoryOverlapError, ScoreSpaceError
 from fractalad_edge.memory_images import read_memory_images, split_memory_images
 from fractalad_edge.method import Method
@@ -63,6 +64,7 @@ class RecalibrationResult:
     #: of those, left out because they built the model's memory; None: a ``fractalad`` model
     #: (no memory), or a memory the artifact does not list (a :class:`CalibrationWarning` said so)
     memory_images_left_out: int | None = None
+    object_placement: bool = False  # synthetic anomalies were pasted on the object only
 
     def summary(self) -> str:
         switched = "" if self.space is self.previous_space else f", switched from {self.previous_space.value!r}"
@@ -77,7 +79,8 @@ class RecalibrationResult:
             )
         lines += [
             f"thresholds written to {self.model / METADATA_FILENAME} ({self.written.source}, {self.written.rule.label}; "
-            f"{self.space.value!r} space{switched}, {self.written.normalization.value} normalisation):"
+            f"{self.space.value!r} space{switched}, {self.written.normalization.value} normalisation; "
+            f"synthetic anomalies {'on the object' if self.object_placement else 'anywhere in the frame'}):"
         ]
         for name, cal in (("synthetic anomalies", self.synthetic), ("real defects", self.real)):
             if cal is not None:
@@ -99,8 +102,13 @@ def recalibrate(
     seed: int = CALIBRATION_SEED,
     runtime: str | None = None,
     score_space: ScoreSpace | str | None = None,
+    object_placement: bool | None = None,
 ) -> RecalibrationResult:
-    """Fit and write new thresholds; ``score_space`` (None: the artifact's own) switches a torch artifact's space."""
+    """Fit and write new thresholds; ``score_space`` (None: the artifact's own) switches a torch artifact's space.
+
+    ``object_placement`` (None: as the run trained, see :func:`anomaly_placement`) pastes the
+    synthetic anomalies on the object only, as training and ``export`` do where the run did.
+    """
     from fractalad_edge.data.test_set import load_test_set
     from fractalad_edge.predictor import Predictor
     from fractalad_edge.runtimes.base import load_backend
@@ -117,7 +125,10 @@ def recalibrate(
     paths = find_training_images(normal)
     kept, left_out = outside_memory(model, original, paths, normal)  # before any model is loaded
     predictor = Predictor(load_backend(model, metadata, runtime=runtime), metadata)
-    config = CalibrationConfig(count=count, validation_count=0, seed=seed, image_size=metadata.input.height)
+    placement = anomaly_placement(model, normal, object_placement)
+    config = CalibrationConfig(
+        count=count, validation_count=0, seed=seed, image_size=metadata.input.height, object_placement=placement
+    )
     calibration_set, _ = build_calibration_sets(kept, config)
     synthetic = calibrate_scores(
         predictor, calibration_set.images, calibration_set.labels, calibration_set.masks,
@@ -137,8 +148,29 @@ def recalibrate(
     return RecalibrationResult(
         synthetic=synthetic, real=real, written=written, model=model,
         space=metadata.score_space, previous_space=original.score_space,
-        normal_images=len(paths), memory_images_left_out=left_out,
+        normal_images=len(paths), memory_images_left_out=left_out, object_placement=placement,
     )
+
+
+def anomaly_placement(model: Path, normal: str | Path, given: bool | None) -> bool:
+    """Where calibration pastes synthetic anomalies, so thresholds match the ones the run and ``export`` fitted.
+
+    ``given`` wins; else the run's own setting (``config.json`` of a training run); else the
+    category default of the normal folder's name (``.../screw/train/good`` -> ``screw``: on
+    the object), as ``train`` chooses it.
+    """
+    if given is not None:
+        return given
+    config_path = Path(model) / RUN_CONFIG_FILENAME
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            config = {}
+        synth = config.get("train", {}).get("synth") if isinstance(config, dict) and isinstance(config.get("train"), dict) else None
+        if isinstance(synth, dict) and isinstance(synth.get("object_placement"), bool):
+            return synth["object_placement"]
+    return category_defaults(category_name(normal)).object_placement
 
 
 def outside_memory(
