@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import cv2
@@ -540,6 +541,13 @@ def test_calibrate_on_a_memory_model_without_the_list_warns(memory_run: Path, no
     metadata = read_metadata(old)
     write_metadata(old, dataclasses.replace(metadata, files=tuple(f for f in metadata.files if f.path != "memory_images.json")))
     (old / "memory_images.json").unlink()
+    # a run of that age still names its memory's images in config.json: no guess needed
+    in_memory, _ = _memory_and_holdout(memory_run, normal_images_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CalibrationWarning)
+        assert recalibrate(old, normal=normal_images_dir, count=8).memory_images_left_out == len(in_memory)
+    # an export of that age (no config.json) cannot tell
+    (old / "config.json").unlink()
     with pytest.warns(CalibrationWarning, match="does not record which images built its memory") as record:
         result = recalibrate(old, normal=normal_images_dir, count=8)
     assert len(record) == 1
