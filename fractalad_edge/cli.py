@@ -406,14 +406,28 @@ def calibrate(
         None, "--score-space",
         help="Fit in another space: 'logit' moves an older sigmoid torch model (a run) to logits; exports are re-exported instead.",
     ),
+    object_placement: Optional[bool] = typer.Option(
+        None, "--object-placement/--no-object-placement",
+        help="Paste synthetic anomalies on the object only. Default: as the run trained, else by MVTec category of --normal.",
+    ),
 ) -> None:
     """Set decision thresholds without re-exporting (synthetic anomalies; real defects if given)."""
-    from fractalad_edge.calibration.workflow import recalibrate
+    import warnings
 
-    result = recalibrate(
-        model, normal=normal, defects=defects, method=method, target_fpr=target_fpr, count=count, seed=seed, runtime=runtime,
-        score_space=score_space,
-    )
+    from fractalad_edge.calibration.workflow import recalibrate
+    from fractalad_edge.errors import CalibrationWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CalibrationWarning)
+        result = recalibrate(
+            model, normal=normal, defects=defects, method=method, target_fpr=target_fpr, count=count, seed=seed, runtime=runtime,
+            score_space=score_space, object_placement=object_placement,
+        )
+    for warning in caught:  # the calibration's own warnings as one line each; others as Python shows them
+        if issubclass(warning.category, CalibrationWarning):
+            typer.secho(f"warning: {warning.message}", fg=typer.colors.YELLOW, err=True)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     typer.echo(result.summary())
 
 

@@ -1,4 +1,4 @@
-"""Every error the SDK raises on purpose.
+"""Every error (and warning) the SDK raises on purpose.
 
 One base class, :class:`FractalADError`, so callers can catch everything the SDK
 raises deliberately; each subclass also inherits the matching builtin so code that
@@ -106,6 +106,14 @@ class QuantizationError(FractalADError, RuntimeError):
 
 class CalibrationError(FractalADError, ValueError):
     """Calibration data is missing or cannot support a threshold."""
+
+
+class MemoryOverlapError(CalibrationError):
+    """Every normal image given to calibrate a memory/fused model is in its memory (distances near zero)."""
+
+
+class CalibrationWarning(UserWarning):
+    """Calibration went ahead, but its thresholds may be biased (the message says why and the fix)."""
 
 
 class OutputPathError(FractalADError, ValueError):

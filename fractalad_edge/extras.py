@@ -65,9 +65,19 @@ def require_modules(modules: Collection[str], *, what: str) -> None:
         raise RuntimeNotAvailableError(msg)
 
 
+#: modules whose import configures OpenVINO's usage telemetry (``import openvino`` sends an
+#: event): imported with it declined (fractalad_edge/telemetry.py)
+TELEMETRY_MODULES = frozenset({"openvino", "nncf"})
+
+
 def require(module_name: str, extra: str | None = None) -> Any:
     """Import a third-party module, or raise RuntimeNotAvailableError naming the extra that brings it."""
     try:
+        if module_name.split(".")[0] in TELEMETRY_MODULES:
+            from fractalad_edge.telemetry import openvino_telemetry_declined
+
+            with openvino_telemetry_declined():
+                return importlib.import_module(module_name)
         return importlib.import_module(module_name)
     except ImportError:
         hint = install_hint(extra or MODULE_EXTRAS.get(module_name, module_name))

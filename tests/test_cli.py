@@ -165,8 +165,62 @@ def test_calibrate_writes_synthetic_and_real_thresholds(tiny_run: Path, normal_i
     assert read_metadata(model).calibration.source == "real"
 
 
+def test_train_defaults_are_the_config_defaults() -> None:
+    """The train command repeats a few library defaults as typer options: they must not drift apart."""
+    import dataclasses
+
+    import typer.main
+
+    from fractalad_edge.models.fractalad import ModelConfig
+    from fractalad_edge.train.config import TrainConfig
+    from fractalad_edge.train.memory import MemoryBuildConfig
+
+    command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+    cli = {p.name: p.default for p in command.params}
+    train, model = TrainConfig(), ModelConfig()
+    memory = {f.name: f.default for f in dataclasses.fields(MemoryBuildConfig)}
+    assert (cli["lr"], cli["seed"]) == (train.lr, train.seed)
+    assert (cli["backbone"], cli["input_size"], cli["head_channels"]) == (model.backbone, model.input_size, model.head_channels)
+    assert cli["memory_pool"] == memory["pool"] and cli["memory_k"] == memory["k"]
+    assert cli["holdout"] == memory["holdout_fraction"] and cli["seed"] == memory["seed"]
+    assert tuple(int(s) for s in cli["memory_strides"].split(",")) == memory["strides"]
+    assert cli["fusion"].value == memory["fusion"].value
+
+
 def test_calibrate_rejects_an_unknown_method(tiny_run: Path, normal_images_dir: Path) -> None:
     assert_one_line_error(invoke("calibrate", tiny_run, "--normal", normal_images_dir, "--method", "guess"), "guess")
+
+
+def test_calibrate_pastes_anomalies_where_the_run_trained_them(tmp_path: Path, tiny_run: Path, normal_images_dir: Path) -> None:
+    """Thresholds must match the ones train and export fitted: the run's placement, unless told otherwise."""
+    import json
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_run, model)
+    config = json.loads((model / "config.json").read_text())
+    config["train"] = {"synth": {"object_placement": True}}
+    (model / "config.json").write_text(json.dumps(config))
+    result = invoke("calibrate", model, "--normal", normal_images_dir, "--count", "8")
+    assert result.exit_code == 0, result.output
+    assert "synthetic anomalies on the object" in result.output
+    on_object = read_metadata(model).calibration
+    result = invoke("calibrate", model, "--normal", normal_images_dir, "--count", "8", "--no-object-placement")
+    assert result.exit_code == 0 and "anywhere in the frame" in result.output
+    assert read_metadata(model).calibration != on_object  # other synthetic images, other thresholds
+
+
+def test_anomaly_placement_falls_back_to_the_category_of_the_normal_folder(tmp_path: Path) -> None:
+    """An exported artifact has no run config: the category default decides, as train does."""
+    from fractalad_edge.calibration.workflow import anomaly_placement
+
+    artifact = tmp_path / "export"
+    artifact.mkdir()
+    assert anomaly_placement(artifact, tmp_path / "screw" / "train" / "good", None) is True
+    assert anomaly_placement(artifact, tmp_path / "bottle" / "train" / "good", None) is False
+    assert anomaly_placement(artifact, tmp_path / "my_parts", None) is False
+    assert anomaly_placement(artifact, tmp_path / "screw", False) is False
+    (artifact / "config.json").write_text("{not json")
+    assert anomaly_placement(artifact, tmp_path / "screw", None) is True
 
 
 @pytest.mark.slow

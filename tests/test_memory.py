@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import cv2
@@ -124,8 +126,11 @@ def _maps(directory: Path, images: list[np.ndarray]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("run_name", ["memory_run", "fused_run"])
-def test_exported_graph_parity(request: pytest.FixtureRequest, run_name: str, tmp_path: Path) -> None:
+def test_exported_graph_parity(request: pytest.FixtureRequest, run_name: str, tmp_path: Path, normal_images_dir: Path) -> None:
+    from fractalad_edge.calibration.workflow import recalibrate
+    from fractalad_edge.errors import MemoryOverlapError
     from fractalad_edge.export.pipeline import ExportOptions, export_model
+    from fractalad_edge.memory_images import read_memory_images
 
     run = request.getfixturevalue(run_name)
     # held-out images: a patch that is itself in the memory has distance ~0, where the squared-norm
@@ -134,13 +139,18 @@ def test_exported_graph_parity(request: pytest.FixtureRequest, run_name: str, tm
     images = [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in holdout]
     reference = _maps(run, images)
     options = ExportOptions(calib_count=8, parity_images=4)
-    for fmt, module in (("onnx", "onnxruntime"), ("openvino", "openvino")):
+    for fmt, module in (("torch", "torch"), ("onnx", "onnxruntime"), ("openvino", "openvino")):
         pytest.importorskip(module)
         out = tmp_path / fmt
         metadata = export_model(run, format=fmt, out=out, options=options, progress=None)
         assert metadata.parity is not None and metadata.parity.passed
         assert metadata.model["method"] == read_metadata(run).model["method"]
         np.testing.assert_allclose(_maps(out, images), reference, rtol=1e-4, atol=1e-4 * float(np.abs(reference).max()))
+        # the export carries the list of memory images, so its own calibrate leaves them out too
+        assert read_memory_images(out, read_metadata(out)) == read_memory_images(run, read_metadata(run))
+        in_memory, _ = _memory_and_holdout(run, normal_images_dir)
+        with pytest.raises(MemoryOverlapError, match="training run's config.json"):
+            recalibrate(out, normal=_copies(in_memory, tmp_path / f"good-{fmt}"), count=8)
 
 
 def test_int8_keeps_the_memory_search_in_float(memory_run: Path, tmp_path: Path) -> None:
@@ -266,6 +276,14 @@ def test_macs_count_the_memory_search(memory_run: Path) -> None:
     grid = TINY // 8
     assert macs.by_type["memory"] >= grid * grid * 120 * 32  # patches x memory rows x width
     assert macs.total > macs.by_type["memory"]
+
+
+def test_build_prints_the_bank_size_the_bench_reports(normal_images_dir: Path, tmp_path: Path) -> None:
+    from fractalad_edge.bench.memory_branch import memory_bank_size
+
+    result = build_memory(MemoryBuildConfig(size=50, **FAST), normal_images_dir, tmp_path / "run", progress=False)
+    bank = memory_bank_size(tmp_path / "run", read_metadata(tmp_path / "run"))
+    assert bank is not None and result.memory_mb == pytest.approx(bank.mb, rel=1e-9)
 
 
 def test_memory_bank_size_is_read_from_the_stored_weights(memory_run: Path, tiny_run: Path, tmp_path: Path) -> None:
@@ -412,7 +430,7 @@ def test_export_calibrates_on_images_outside_the_memory(memory_run: Path, normal
 
     holdout = json.loads((memory_run / "config.json").read_text())["holdout"]
     # the training folder itself: only its held-out images remain
-    paths, _ = _calibration_sources(memory_run, normal_images_dir)
+    paths, _ = _calibration_sources(memory_run, normal_images_dir, read_metadata(memory_run))
     assert sorted(p.resolve() for p in paths) == sorted(Path(p).resolve() for p in holdout)
     only_memory = tmp_path / "in-memory"
     only_memory.mkdir()
@@ -420,4 +438,143 @@ def test_export_calibrates_on_images_outside_the_memory(memory_run: Path, normal
         if str(path) not in holdout:
             (only_memory / path.name).symlink_to(path)  # the same files, reached another way
     with pytest.raises(CalibrationError, match="in the model's memory"):
-        _calibration_sources(memory_run, only_memory)
+        _calibration_sources(memory_run, only_memory, read_metadata(memory_run))
+    # copies elsewhere are recognised by content (the run's list of memory images)
+    in_memory, held_out = _memory_and_holdout(memory_run, normal_images_dir)
+    mixed = _copies(in_memory + held_out, tmp_path / "copies")
+    paths, _ = _calibration_sources(memory_run, mixed, read_metadata(memory_run))
+    assert len(paths) == len(held_out)
+
+
+# ----------------------------------------------------------------------------- calibrate leaves the memory out
+def _memory_and_holdout(run: Path, normal_images_dir: Path) -> tuple[list[Path], list[Path]]:
+    holdout = {Path(p).resolve() for p in json.loads((run / "config.json").read_text())["holdout"]}
+    images = sorted(normal_images_dir.glob("*.png"))
+    return [p for p in images if p.resolve() not in holdout], [p for p in images if p.resolve() in holdout]
+
+
+def _copies(paths: list[Path], folder: Path) -> Path:
+    """The same images under other names and another folder: recognised by content, not path."""
+    folder.mkdir()
+    for index, path in enumerate(paths):
+        shutil.copyfile(path, folder / f"frame_{index:03d}.png")
+    return folder
+
+
+@pytest.mark.parametrize("run_name", ["memory_run", "fused_run"])
+def test_build_records_the_images_in_its_memory(request: pytest.FixtureRequest, run_name: str, normal_images_dir: Path) -> None:
+    from fractalad_edge.memory_images import image_digest, read_memory_images
+
+    run = request.getfixturevalue(run_name)
+    metadata = read_metadata(run)  # the list is a listed, sha256-checked file
+    assert "memory_images.json" in [f.path for f in metadata.files]
+    in_memory, held_out = _memory_and_holdout(run, normal_images_dir)
+    assert in_memory and held_out
+    assert read_memory_images(run, metadata) == {image_digest(p) for p in in_memory}
+
+
+def test_an_altered_memory_image_list_is_refused(memory_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(memory_run, copy)
+    record = json.loads((copy / "memory_images.json").read_text())
+    record["images"] = record["images"][1:]
+    record["count"] -= 1
+    (copy / "memory_images.json").write_text(json.dumps(record))
+    with pytest.raises(ArtifactIntegrityError, match="memory_images.json"):
+        read_metadata(copy)
+    # a list whose sha256 matches but whose content is not a list of digests: refused when read
+    from fractalad_edge.artifact import ModelFile, sha256_file, write_metadata
+    from fractalad_edge.errors import ArtifactError
+    from fractalad_edge.memory_images import read_memory_images
+
+    record["images"][0] = "not-a-digest"
+    (copy / "memory_images.json").write_text(json.dumps(record))
+    metadata = read_metadata(copy, verify=False)
+    files = tuple(ModelFile(path=f.path, sha256=sha256_file(copy / f.path)) for f in metadata.files)
+    write_metadata(copy, dataclasses.replace(metadata, files=files))
+    with pytest.raises(ArtifactError, match="not a memory image list"):
+        read_memory_images(copy, read_metadata(copy))
+
+
+def test_calibrate_refuses_normals_that_all_built_the_memory(memory_run: Path, normal_images_dir: Path, tmp_path: Path) -> None:
+    from fractalad_edge.calibration.workflow import recalibrate
+    from fractalad_edge.errors import CalibrationError, MemoryOverlapError
+
+    model = tmp_path / "model"
+    shutil.copytree(memory_run, model)
+    before = (model / "metadata.json").read_text()
+    in_memory, _ = _memory_and_holdout(memory_run, normal_images_dir)
+    folder = _copies(in_memory, tmp_path / "good")
+    with pytest.raises(MemoryOverlapError, match=f"all {len(in_memory)} images in .*'holdout' in .*config.json") as caught:
+        recalibrate(model, normal=folder, count=8)
+    assert isinstance(caught.value, CalibrationError) and "\n" not in str(caught.value)
+    assert (model / "metadata.json").read_text() == before  # nothing written
+
+
+def test_calibrate_leaves_out_exactly_the_memory_images(memory_run: Path, normal_images_dir: Path, tmp_path: Path) -> None:
+    from fractalad_edge.calibration.workflow import recalibrate
+
+    model = tmp_path / "model"
+    shutil.copytree(memory_run, model)
+    in_memory, held_out = _memory_and_holdout(memory_run, normal_images_dir)
+    result = recalibrate(model, normal=normal_images_dir, count=8)
+    assert result.normal_images == len(in_memory) + len(held_out)
+    assert result.memory_images_left_out == len(in_memory)
+    assert f"left out {len(in_memory)} of {len(in_memory) + len(held_out)} normal images" in result.summary()
+    # the thresholds are those fitted on the held-out images alone (same names, so the same calibration set)
+    only_held_out = tmp_path / "held-out"
+    only_held_out.mkdir()
+    for path in held_out:
+        (only_held_out / path.name).symlink_to(path)
+    alone = recalibrate(model, normal=only_held_out, count=8)
+    assert alone.memory_images_left_out == 0 and f"none of the {len(held_out)} normal images" in alone.summary()
+    assert result.written == alone.written
+
+
+def test_calibrate_on_a_memory_model_without_the_list_warns(memory_run: Path, normal_images_dir: Path, tmp_path: Path) -> None:
+    from fractalad_edge.artifact import write_metadata
+    from fractalad_edge.calibration.workflow import recalibrate
+    from fractalad_edge.errors import CalibrationWarning
+
+    old = tmp_path / "old"  # as built before the list existed
+    shutil.copytree(memory_run, old)
+    metadata = read_metadata(old)
+    write_metadata(old, dataclasses.replace(metadata, files=tuple(f for f in metadata.files if f.path != "memory_images.json")))
+    (old / "memory_images.json").unlink()
+    # a run of that age still names its memory's images in config.json: no guess needed
+    in_memory, _ = _memory_and_holdout(memory_run, normal_images_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CalibrationWarning)
+        assert recalibrate(old, normal=normal_images_dir, count=8).memory_images_left_out == len(in_memory)
+    # an export of that age (no config.json) cannot tell
+    (old / "config.json").unlink()
+    with pytest.warns(CalibrationWarning, match="does not record which images built its memory") as record:
+        result = recalibrate(old, normal=normal_images_dir, count=8)
+    assert len(record) == 1
+    assert result.memory_images_left_out is None and result.written.num_normal > 0
+    assert read_metadata(old).calibration == result.written
+    from typer.testing import CliRunner
+
+    from fractalad_edge.cli import app
+
+    result = CliRunner().invoke(app, ["calibrate", str(old), "--normal", str(normal_images_dir), "--count", "8"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("warning:") == 1 and "rebuild the model" in result.output
+
+
+def test_cli_calibrate_says_what_it_left_out(memory_run: Path, normal_images_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fractalad_edge.cli import app
+
+    model = tmp_path / "model"
+    shutil.copytree(memory_run, model)
+    in_memory, held_out = _memory_and_holdout(memory_run, normal_images_dir)
+    runner = CliRunner()
+    result = runner.invoke(app, ["calibrate", str(model), "--normal", str(normal_images_dir), "--count", "8"])
+    assert result.exit_code == 0, result.output
+    assert f"left out {len(in_memory)} of {len(in_memory) + len(held_out)} normal images" in result.output
+    folder = _copies(in_memory, tmp_path / "good")
+    result = runner.invoke(app, ["calibrate", str(model), "--normal", str(folder), "--count", "8"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.count("error:") == 1 and "built this model's memory" in result.output

@@ -36,6 +36,7 @@ from fractalad_edge.errors import ExportError
 from fractalad_edge.export.formats import ExportedModel, ExportJob
 from fractalad_edge.export.onnx import export_onnx
 from fractalad_edge.extras import require
+from fractalad_edge.telemetry import openvino_telemetry_declined
 
 
 def write_openvino_artifact(job: ExportJob) -> ExportedModel:
@@ -44,7 +45,8 @@ def write_openvino_artifact(job: ExportJob) -> ExportedModel:
     from fractalad_edge.runtimes.openvino import OpenVINOBackend, cpu_has_bf16, openvino_device
 
     onnx_path = export_onnx(job.model, job.scratch / ONNX_FILENAME, input_size=job.input_spec.height, opset=job.opset)
-    model = ov.convert_model(str(onnx_path))
+    with openvino_telemetry_declined():  # it would send usage events (and wait ~3 s for a network)
+        model = ov.convert_model(str(onnx_path))
     quantization = None
     float_layers: tuple[str, ...] = ()
     if job.precision is Precision.INT8:

@@ -12,18 +12,21 @@ One path for every format (the FORMATS table supplies the writer):
    default, whatever space the run was written in: fractalad_edge/score_space.py);
 5. parity against the torch model on held-out synthetic images (ParityError for float
    precisions beyond tolerance), and for int8 the accuracy gate;
-6. metadata.json (sha256 of every file, parity, precision, runtime, versions) is written and
-   the staged files are moved into ``out`` (fractalad_edge.outputs): a new folder in one
-   rename; with ``force``, over an export of the same format, only the files its metadata
-   lists are replaced, metadata.json last. A failed or killed export never leaves a half
-   artifact, and never deletes a file it did not write: a training run, a folder of other
-   files or an export of another format is refused before any work.
+6. the run's list of memory images is copied (``memory``/``fused`` models:
+   fractalad_edge/memory_images.py), metadata.json (sha256 of every file, parity, precision,
+   runtime, versions) is written and the staged files are moved into ``out``
+   (fractalad_edge.outputs): a new folder in one rename; with ``force``, over an export of
+   the same format, only the files its metadata lists are replaced, metadata.json last. A
+   failed or killed export never leaves a half artifact, and never deletes a file it did not
+   write: a training run, a folder of other files or an export of another format is refused
+   before any work.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +46,7 @@ from fractalad_edge.artifact import (
     now_iso,
     package_version,
     read_metadata,
+    resolve_inside,
     write_metadata,
 )
 from fractalad_edge.calibration.dataset import CalibrationConfig, build_calibration_sets
@@ -61,6 +65,7 @@ from fractalad_edge.export.formats import (
 )
 from fractalad_edge.export.onnx import MAX_OPSET, MIN_OPSET
 from fractalad_edge.export.parity import RECORDED_ONLY, compare_maps, enforce_parity, format_parity, tolerance_for
+from fractalad_edge.memory_images import listed_memory_images, read_memory_images, split_memory_images
 from fractalad_edge.outputs import StagedOutput, check_output_folder, folder_is_empty
 from fractalad_edge.score_space import ScoreSpace, check_space, default_space, parse_space
 from fractalad_edge.threshold_rule import ThresholdRule
@@ -185,7 +190,7 @@ def export_model(
         raise ExportError(msg)
     _check_method(spec, options.precision, run_metadata)
     space = check_space(run_metadata.method, options.score_space or default_space(run_metadata.method))
-    paths, object_placement = _calibration_sources(run_dir, options.calib_data)
+    paths, object_placement = _calibration_sources(run_dir, options.calib_data, run_metadata)
     calibration, validation = build_calibration_sets(
         paths,
         CalibrationConfig(
@@ -227,7 +232,8 @@ def export_model(
             keep_float=options.keep_float,
         )
         exported = spec.load_writer()(job)
-        metadata = _check_and_calibrate(spec, exported, job, run_metadata, options, say)
+        carried = _carry_memory_images(run_dir, run_metadata, staged.files)
+        metadata = _check_and_calibrate(spec, exported, job, run_metadata, options, say, carried=carried)
         write_metadata(staged.files, metadata)
         staged.commit([f.path for f in metadata.files], manifest=METADATA_FILENAME, previous=previous)
     say(f"wrote {out} ({', '.join(f.path for f in metadata.files)}, {METADATA_FILENAME})")
@@ -243,8 +249,13 @@ def _check_and_calibrate(
     run_metadata: ArtifactMetadata,
     options: ExportOptions,
     say: Callable[[str], None],
+    *,
+    carried: tuple[str, ...] = (),
 ) -> ArtifactMetadata:
-    """Refit thresholds with the exported runtime, check parity (and the int8 gate); the final metadata."""
+    """Refit thresholds with the exported runtime, check parity (and the int8 gate); the final metadata.
+
+    ``carried``: files copied from the run into ``job.directory`` beside the model files, listed too.
+    """
     from fractalad_edge.predictor import Predictor
     from fractalad_edge.runtimes.torch import TorchBackend
 
@@ -253,7 +264,7 @@ def _check_and_calibrate(
         format=spec.format,
         precision=options.precision,
         runtime=spec.runtime,
-        files=describe_files(job.directory, exported.files),
+        files=describe_files(job.directory, (*exported.files, *carried)),
         input=exported.input_spec or run_metadata.input,
         calibration=None,
         parity=None,
@@ -340,6 +351,16 @@ def _bf16_gate(
     return checked
 
 
+def _carry_memory_images(run_dir: Path, run_metadata: ArtifactMetadata, directory: Path) -> tuple[str, ...]:
+    """Copy the run's list of memory images (already sha256-checked on read) into the export, so its
+    ``calibrate`` leaves those images out too; nothing for a model without one."""
+    listed = listed_memory_images(run_metadata)
+    if listed is None:
+        return ()
+    shutil.copyfile(resolve_inside(run_dir, listed), directory / listed)
+    return (listed,)
+
+
 def _validation_count(options: ExportOptions) -> int:
     # int8 needs a validation set large enough for a meaningful AUROC in the accuracy gate.
     if options.precision is Precision.INT8:
@@ -347,8 +368,12 @@ def _validation_count(options: ExportOptions) -> int:
     return options.parity_images
 
 
-def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[Path], bool]:
-    """The normal images to calibrate on, and whether the run placed anomalies on the object."""
+def _calibration_sources(run_dir: Path, calib_data: Path | None, run_metadata: ArtifactMetadata) -> tuple[list[Path], bool]:
+    """The normal images to calibrate on, and whether the run placed anomalies on the object.
+
+    A memory model's own images are left out of ``calib_data``: by path (the run's
+    config.json) and, where the run records them, by content (copies elsewhere too).
+    """
     from fractalad_edge.data.datasets import find_training_images
 
     config_path = run_dir / RUN_CONFIG_FILENAME
@@ -377,6 +402,9 @@ def _calibration_sources(run_dir: Path, calib_data: Path | None) -> tuple[list[P
     if Path(config.get("data", "")).is_dir():
         in_memory = {p.resolve() for p in find_training_images(config["data"])} - {Path(p).resolve() for p in config["holdout"]}
         paths = [p for p in paths if p.resolve() not in in_memory]
+    digests = read_memory_images(run_dir, run_metadata)
+    if digests is not None:
+        paths, _ = split_memory_images(paths, digests)
     if not paths:
         msg = (
             f"--calib-data {calib_data}: every image there is in the model's memory (it scores near zero, so thresholds "

@@ -188,7 +188,7 @@ def quantize_openvino_model(
     cores), hence the small cap. The final check for every mode is
     :func:`fractalad_edge.quantize.gate.accuracy_gate`.
     """
-    nncf = require("nncf", "openvino")
+    nncf = require("nncf", "openvino")  # with OpenVINO's telemetry declined (extras.require)
     if mode not in MODES:
         msg = f"OpenVINO quantization mode must be one of {MODES}, got {mode!r}"
         raise ConfigError(msg)

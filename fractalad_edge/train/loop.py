@@ -26,6 +26,7 @@ from fractalad_edge.artifact import (
 from fractalad_edge.data.datasets import category_name, find_training_images
 from fractalad_edge.data.images import check_images
 from fractalad_edge.errors import CheckpointError, ConfigError, OutputExistsError, RunIdentityError
+from fractalad_edge.memory_images import MEMORY_IMAGES_FILENAME
 from fractalad_edge.models.fractalad import FractalAD, build_model
 from fractalad_edge.models.torch_format import save_model
 from fractalad_edge.outputs import atomic_write_text, check_output_folder, folder_is_empty
@@ -40,7 +41,10 @@ log = logging.getLogger(__name__)
 LOG_FILENAME = "train_log.jsonl"
 SNAPSHOT_DIR = "snapshots"
 #: Every file a run writes in its folder (plus snapshots/step_*.safetensors): what --force replaces.
-RUN_FILES = (MODEL_FILENAME, METADATA_FILENAME, RUN_CONFIG_FILENAME, LOG_FILENAME, CHECKPOINT_FILENAME, CHECKPOINT_STATE)
+RUN_FILES = (
+    MODEL_FILENAME, METADATA_FILENAME, RUN_CONFIG_FILENAME, LOG_FILENAME, CHECKPOINT_FILENAME, CHECKPOINT_STATE,
+    MEMORY_IMAGES_FILENAME,  # a memory/fused build's
+)
 
 
 @dataclass(frozen=True, kw_only=True)

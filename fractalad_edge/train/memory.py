@@ -11,7 +11,9 @@ slower per pick, scripts/memory_search_bench.py, docs/experiments/memory-method.
 A small share of the normal images (``holdout_fraction``, 5 %) is kept out of the memory: distances
 of images in the memory are near zero, so normalisation (``fused``) and thresholds are
 fitted on the held-out ones, and the exporter refits thresholds on them too (the run's
-``config.json`` lists them).
+``config.json`` lists them). The content hashes of the memory's images are written beside
+the model (``memory_images.json``, fractalad_edge/memory_images.py) and travel with every
+export, so ``calibrate`` leaves those images out too.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from fractalad_edge.artifact import METADATA_FILENAME, MODEL_FILENAME, RUN_CONFIG_FILENAME, ScoreSpec, write_metadata
+from fractalad_edge.artifact import METADATA_FILENAME, MODEL_FILENAME, RUN_CONFIG_FILENAME, ScoreSpec, describe_files, write_metadata
 from fractalad_edge.calibration.defaults import CALIBRATION_COUNT
 from fractalad_edge.data.datasets import category_name, find_training_images
 from fractalad_edge.data.images import read_image
 from fractalad_edge.errors import ConfigError, DatasetError, InsufficientMemoryError
 from fractalad_edge.models.fractalad import FractalAD, ModelConfig, build_model
 from fractalad_edge.method import FusionRule, FusionStats, MemoryConfig, Method, parse_method
+from fractalad_edge.memory_images import write_memory_images
 from fractalad_edge.models.memory import head_map
 from fractalad_edge.outputs import StagedOutput, atomic_write_text
 from fractalad_edge.preprocess import prepare_batch
@@ -139,7 +142,7 @@ class MemoryBuildResult:
     seconds: float  # feature extraction + coreset + calibration
     size: int  # memory rows
     candidates: int  # pool the coreset was chosen from
-    memory_mb: float  # the bank (and its norms) in the weights file
+    memory_mb: float  # the bank as stored, in 1e6 bytes: the bench report's "memory bank MB"
     memory_images: int
     holdout_images: int
     covering_radius: float  # largest candidate distance to the memory (projection space)
@@ -459,6 +462,9 @@ def build_memory(
     with StagedOutput(out) as staged:
         save_model(model, staged.files / MODEL_FILENAME)
         metadata = torch_metadata(model, config.score, directory=staged.files, category=category)
+        # which images are in the memory, so `calibrate` can leave them out (fractalad_edge/memory_images.py)
+        listed = write_memory_images(staged.files, memory_paths)
+        metadata = dataclasses.replace(metadata, files=metadata.files + describe_files(staged.files, [listed]))
         metadata = _calibrate(model, metadata, calibration_paths, config, object_placement)
         train_section = base_train or {"synth": {"object_placement": object_placement}}
         atomic_write_text(staged.files / RUN_CONFIG_FILENAME, json.dumps({
@@ -471,10 +477,10 @@ def build_memory(
             "holdout": [str(p) for p in holdout_paths],
         }, indent=2))
         write_metadata(staged.files, metadata)
-        staged.commit([MODEL_FILENAME, RUN_CONFIG_FILENAME], manifest=METADATA_FILENAME)
-    bank_bytes = model.memory.bank.numel() * 4 + model.memory.bank_sqnorm.numel() * 4
+        staged.commit([MODEL_FILENAME, listed, RUN_CONFIG_FILENAME], manifest=METADATA_FILENAME)
+    bank_bytes = model.memory.bank.numel() * model.memory.bank.element_size()
     return MemoryBuildResult(
-        run_dir=out, seconds=time.perf_counter() - started, size=size, candidates=pool_rows, memory_mb=bank_bytes / 2**20,
+        run_dir=out, seconds=time.perf_counter() - started, size=size, candidates=pool_rows, memory_mb=bank_bytes / 1e6,
         memory_images=len(memory_paths), holdout_images=len(holdout_paths), covering_radius=float(radius[-1]),
     )
 
