@@ -4,7 +4,8 @@
 unless the user opted out (``opt_in_out --opt_out``; https://docs.openvino.ai, "OpenVINO
 Telemetry"), and write a client id under ``~/intel``. Each event is sent from a forked
 process that is given 3 s and then terminated. Without network (a production line)
-``convert_model`` took 3.4-3.6 s here against 1.1 s declined. In a
+``convert_model`` took 1.5-3.6 s here against 0.8-1.1 s declined
+(docs/experiments/reliability.md, last section). In a
 process with other threads running (torch's), the fork can deadlock: a test process
 hung for 25 min at exit here, joining such a child stuck in ``getaddrinfo``. An SDK should
 not send a user's usage anywhere either.
