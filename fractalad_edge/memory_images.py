@@ -23,8 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from fractalad_edge.artifact import ArtifactMetadata, resolve_inside
 from fractalad_edge.errors import ArtifactError
@@ -91,6 +92,22 @@ def read_memory_images(directory: str | Path, metadata: ArtifactMetadata) -> fro
     return frozenset(images)
 
 
+def memory_paths_of_run(config: Mapping[str, Any]) -> list[Path] | None:
+    """The images a memory build's run config (its config.json) says went into the memory.
+
+    Its ``data`` folder's training images minus ``holdout``: how a run built before
+    :data:`MEMORY_IMAGES_FILENAME` existed is still told apart. None when the config is no
+    memory build's (no ``holdout``) or its folder is gone.
+    """
+    from fractalad_edge.data.datasets import find_training_images
+
+    data, holdout = config.get("data"), config.get("holdout")
+    if not isinstance(data, str) or not isinstance(holdout, list) or not holdout or not Path(data).is_dir():
+        return None
+    held_out = {Path(p).resolve() for p in holdout if isinstance(p, str)}
+    return [p for p in find_training_images(data) if p.resolve() not in held_out]
+
+
 def split_memory_images(paths: Iterable[Path], digests: frozenset[str]) -> tuple[list[Path], list[Path]]:
     """``(kept, in_memory)``: the images whose content is not in ``digests``, and those that are."""
     kept: list[Path] = []
@@ -105,6 +122,7 @@ __all__ = [
     "MEMORY_IMAGES_FILENAME",
     "image_digest",
     "listed_memory_images",
+    "memory_paths_of_run",
     "read_memory_images",
     "split_memory_images",
     "write_memory_images",

@@ -45,7 +45,7 @@ from fractalad_edge.calibration.thresholds import calibrate_scores, fit_threshol
 from fractalad_edge.data.categories import category_defaults
 from fractalad_edge.data.datasets import category_name, find_training_images
 from fractalad_edge.errors import CalibrationWarning, ConfigError, MemoryOverlapError, ScoreSpaceError
-from fractalad_edge.memory_images import image_digest, read_memory_images, split_memory_images
+from fractalad_edge.memory_images import image_digest, memory_paths_of_run, read_memory_images, split_memory_images
 from fractalad_edge.method import Method
 from fractalad_edge.preprocess import image_scores
 from fractalad_edge.score_space import ScoreSpace, check_space, parse_space
@@ -208,20 +208,13 @@ def outside_memory(
 
 
 def _run_memory_images(model: Path) -> frozenset[str] | None:
-    """Hashes of the images a memory run built its memory from, by its config.json: ``data`` minus ``holdout``.
-
-    None where the folder is no run of a memory build (no ``data`` folder or ``holdout`` list).
-    """
+    """Hashes of the images a memory run built its memory from, by its config.json; None where it names none."""
     try:
         config = json.loads((model / RUN_CONFIG_FILENAME).read_text())
     except (OSError, ValueError):
         return None
-    data = config.get("data") if isinstance(config, dict) else None
-    holdout = config.get("holdout") if isinstance(config, dict) else None
-    if not isinstance(data, str) or not isinstance(holdout, list) or not Path(data).is_dir():
-        return None
-    held_out = {Path(p).resolve() for p in holdout if isinstance(p, str)}
-    return frozenset(image_digest(p) for p in find_training_images(data) if p.resolve() not in held_out)
+    paths = memory_paths_of_run(config) if isinstance(config, dict) else None
+    return None if paths is None else frozenset(image_digest(p) for p in paths)
 
 
 def _holdout_hint(model: Path) -> str:

@@ -65,7 +65,7 @@ from fractalad_edge.export.formats import (
 )
 from fractalad_edge.export.onnx import MAX_OPSET, MIN_OPSET
 from fractalad_edge.export.parity import RECORDED_ONLY, compare_maps, enforce_parity, format_parity, tolerance_for
-from fractalad_edge.memory_images import listed_memory_images, read_memory_images, split_memory_images
+from fractalad_edge.memory_images import listed_memory_images, memory_paths_of_run, read_memory_images, split_memory_images
 from fractalad_edge.outputs import StagedOutput, check_output_folder, folder_is_empty
 from fractalad_edge.score_space import ScoreSpace, check_space, default_space, parse_space
 from fractalad_edge.threshold_rule import ThresholdRule
@@ -399,9 +399,10 @@ def _calibration_sources(run_dir: Path, calib_data: Path | None, run_metadata: A
     if calib_data is None:
         return [Path(p) for p in config["holdout"]], placement
     paths = find_training_images(folder)
-    if Path(config.get("data", "")).is_dir():
-        in_memory = {p.resolve() for p in find_training_images(config["data"])} - {Path(p).resolve() for p in config["holdout"]}
-        paths = [p for p in paths if p.resolve() not in in_memory]
+    in_memory = memory_paths_of_run(config)
+    if in_memory is not None:
+        excluded = {p.resolve() for p in in_memory}
+        paths = [p for p in paths if p.resolve() not in excluded]
     digests = read_memory_images(run_dir, run_metadata)
     if digests is not None:
         paths, _ = split_memory_images(paths, digests)
