@@ -16,8 +16,9 @@ round it far earlier; re-exporting from the run gives the logits themselves
 A ``memory`` or ``fused`` model scores the images its memory was built from near zero, so
 they are left out of the normal images (by content hash: fractalad_edge/memory_images.py),
 and a folder holding nothing else is refused with :class:`MemoryOverlapError`; thresholds
-fitted on them flagged 61 % of good magnetic tiles (docs/experiments/memory-method.md). An
-artifact built before the hashes were recorded cannot tell: a :class:`CalibrationWarning`.
+fitted on them flagged 61 % of good magnetic tiles (docs/experiments/memory-method.md). A
+run built before the hashes were recorded names its images in its config.json; an export
+of that age cannot tell: a :class:`CalibrationWarning`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -161,15 +163,10 @@ def anomaly_placement(model: Path, normal: str | Path, given: bool | None) -> bo
     """
     if given is not None:
         return given
-    config_path = Path(model) / RUN_CONFIG_FILENAME
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            config = {}
-        synth = config.get("train", {}).get("synth") if isinstance(config, dict) and isinstance(config.get("train"), dict) else None
-        if isinstance(synth, dict) and isinstance(synth.get("object_placement"), bool):
-            return synth["object_placement"]
+    train = _run_config(Path(model)).get("train")
+    synth = train.get("synth") if isinstance(train, dict) else None
+    if isinstance(synth, dict) and isinstance(synth.get("object_placement"), bool):
+        return synth["object_placement"]
     return category_defaults(category_name(normal)).object_placement
 
 
@@ -209,23 +206,25 @@ def outside_memory(
 
 def _run_memory_images(model: Path) -> frozenset[str] | None:
     """Hashes of the images a memory run built its memory from, by its config.json; None where it names none."""
-    try:
-        config = json.loads((model / RUN_CONFIG_FILENAME).read_text())
-    except (OSError, ValueError):
-        return None
-    paths = memory_paths_of_run(config) if isinstance(config, dict) else None
+    paths = memory_paths_of_run(_run_config(model))
     return None if paths is None else frozenset(image_digest(p) for p in paths)
 
 
 def _holdout_hint(model: Path) -> str:
     """Where the images the build held out are listed: this run's config.json, or the training run's."""
-    try:
-        holdout = json.loads((model / RUN_CONFIG_FILENAME).read_text()).get("holdout")
-    except (OSError, ValueError, AttributeError):
-        holdout = None
+    holdout = _run_config(model).get("holdout")
     if isinstance(holdout, list) and holdout:
         return f"the {len(holdout)} images the build held out ('holdout' in {model / RUN_CONFIG_FILENAME})"
     return f"the images the build held out ('holdout' in the training run's {RUN_CONFIG_FILENAME})"
+
+
+def _run_config(model: Path) -> dict[str, Any]:
+    """A training run's config.json; empty for an export (it has none) or a file that is not a JSON object."""
+    try:
+        config = json.loads((model / RUN_CONFIG_FILENAME).read_text())
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8 or not JSON
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def in_space(metadata: ArtifactMetadata, model: Path, score_space: ScoreSpace | str | None) -> ArtifactMetadata:
