@@ -1,9 +1,9 @@
 """The quick-cpu schedule with a weight average or a final learning-rate anneal (training-bottle-cpu.md).
 
-Trains ``fractalad_edge.train.loop.train`` with the quick-cpu preset's configuration
+Trains with ``fractalad_edge.train.loop.train`` and the quick-cpu preset's configuration
 (150 x 16, AdamW 1e-3 constant, the bottle defaults) and one change:
 
-- ``--ema DECAY``: also keeps an exponential moving average of every weight and buffer
+- ``--ema DECAY``: also keeps an exponential moving average of the trained parameters
   (decay ramped as ``min(DECAY, (1 + t) / (10 + t))`` after step t) and writes it as a
   second run, ``OUT-ema``, with its own synthetic thresholds. ``OUT`` is the plain run.
 - ``--anneal FRACTION``: the learning rate stays at 1e-3 and then falls linearly to 0 over
@@ -26,12 +26,13 @@ from pathlib import Path
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-import fractalad_edge.train.loop as loop
+from fractalad_edge.artifact import read_metadata
 from fractalad_edge.data.datasets import category_name, find_training_images
 from fractalad_edge.models.fractalad import ModelConfig
-from fractalad_edge.models.torch_format import save_model
+from fractalad_edge.models.torch_format import load_model, save_model
 from fractalad_edge.synth.anomaly import SynthConfig
 from fractalad_edge.train.config import TrainConfig
+from fractalad_edge.train.loop import train
 from fractalad_edge.train.run_artifact import write_run_artifact
 
 
@@ -56,39 +57,34 @@ def main() -> None:
 
     config = AnnealedConfig(model=ModelConfig(), synth=SynthConfig(), steps=args.steps, batch_size=16, seed=args.seed)
 
-    captured: dict[str, torch.nn.Module] = {}
-    build_model = loop.build_model
-
-    def capture(*a, **k):  # noqa: ANN002, ANN003, ANN202
-        captured["model"] = model = build_model(*a, **k)
-        return model
-
-    loop.build_model = capture
-    average: dict[str, torch.Tensor] = {}
+    # The average sees the optimizer's parameters (the student's and the head's, in
+    # model.parameters() order) through torch's public optimizer hook; batch-norm
+    # statistics are the last step's, as in torch.optim.swa_utils.AveragedModel's default.
+    average: list[torch.Tensor] = []
     steps_taken = [0]
 
-    def fold_in(*_: object) -> None:
+    def fold_in(optimizer: torch.optim.Optimizer, *_: object) -> None:
         steps_taken[0] += 1
-        state = captured["model"].state_dict()
+        params = [p for group in optimizer.param_groups for p in group["params"]]
         if not average:
-            average.update({k: v.detach().clone() for k, v in state.items()})
+            average.extend(p.detach().clone() for p in params)
             return
         decay = min(args.ema, (1 + steps_taken[0]) / (10 + steps_taken[0]))
-        for name, value in state.items():
-            if average[name].is_floating_point():
-                average[name].lerp_(value.detach(), 1 - decay)
-            else:
-                average[name].copy_(value)
+        for mean, value in zip(average, params):
+            mean.lerp_(value.detach(), 1 - decay)
 
     if args.ema is not None:
         register_optimizer_step_post_hook(fold_in)
-    print(loop.train(config, args.data, args.out, progress=False))
+    print(train(config, args.data, args.out, progress=False))
     if args.ema is not None:
         target = args.out.with_name(f"{args.out.name}-ema")
         shutil.copytree(args.out, target)
-        model = captured["model"]
-        model.load_state_dict(average)
-        model.eval()
+        model = load_model(args.out, read_metadata(args.out))
+        trained = [p for p in model.parameters() if p.requires_grad]
+        assert [p.shape for p in trained] == [p.shape for p in average], "parameter order differs from the optimizer's"
+        with torch.no_grad():
+            for param, mean in zip(trained, average):
+                param.copy_(mean)
         save_model(model, target / "model.safetensors")
         write_run_artifact(model, config, target, paths=find_training_images(args.data), category=category_name(args.data))
         print("weight average written to", target)
