@@ -371,8 +371,9 @@ def _validation_count(options: ExportOptions) -> int:
 def _calibration_sources(run_dir: Path, calib_data: Path | None, run_metadata: ArtifactMetadata) -> tuple[list[Path], bool]:
     """The normal images to calibrate on, and whether the run placed anomalies on the object.
 
-    A memory model's own images are left out of ``calib_data``: by path (the run's
-    config.json) and, where the run records them, by content (copies elsewhere too).
+    A memory model's own images are left out of ``calib_data``: by content where the run
+    records them (copies elsewhere too), else by path (a run built before the list: its
+    config.json names them), as ``calibrate`` does.
     """
     from fractalad_edge.data.datasets import find_training_images
 
@@ -399,13 +400,12 @@ def _calibration_sources(run_dir: Path, calib_data: Path | None, run_metadata: A
     if calib_data is None:
         return [Path(p) for p in config["holdout"]], placement
     paths = find_training_images(folder)
-    in_memory = memory_paths_of_run(config)
-    if in_memory is not None:
-        excluded = {p.resolve() for p in in_memory}
-        paths = [p for p in paths if p.resolve() not in excluded]
     digests = read_memory_images(run_dir, run_metadata)
     if digests is not None:
         paths, _ = split_memory_images(paths, digests)
+    elif (in_memory := memory_paths_of_run(config)) is not None:
+        excluded = {p.resolve() for p in in_memory}
+        paths = [p for p in paths if p.resolve() not in excluded]
     if not paths:
         msg = (
             f"--calib-data {calib_data}: every image there is in the model's memory (it scores near zero, so thresholds "
