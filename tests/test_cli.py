@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fractalad_edge.artifact import read_metadata
-from fractalad_edge.cli import app
+from fractalad_edge.cli import PRESETS, Preset, app
 from fractalad_edge.data.demo import make_demo_dataset
 
 runner = CliRunner()
@@ -179,12 +179,25 @@ def test_train_defaults_are_the_config_defaults() -> None:
     cli = {p.name: p.default for p in command.params}
     train, model = TrainConfig(), ModelConfig()
     memory = {f.name: f.default for f in dataclasses.fields(MemoryBuildConfig)}
-    assert (cli["lr"], cli["seed"]) == (train.lr, train.seed)
+    assert cli["lr"] is None and PRESETS[Preset.published]["lr"] == train.lr and cli["seed"] == train.seed
     assert (cli["backbone"], cli["input_size"], cli["head_channels"]) == (model.backbone, model.input_size, model.head_channels)
     assert cli["memory_pool"] == memory["pool"] and cli["memory_k"] == memory["k"]
     assert cli["holdout"] == memory["holdout_fraction"] and cli["seed"] == memory["seed"]
     assert tuple(int(s) for s in cli["memory_strides"].split(",")) == memory["strides"]
     assert cli["fusion"].value == memory["fusion"].value
+
+
+@pytest.mark.parametrize(("flags", "lr"), [(("--preset", "quick-cpu"), 2e-3), (("--preset", "quick-cpu", "--lr", "5e-4"), 5e-4)])
+def test_the_preset_sets_the_learning_rate_unless_lr_is_given(
+    flags: tuple[str, ...], lr: float, normal_images_dir: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    out = tmp_path / "run"
+    tiny = ("--method", "fractalad", "--steps", "1", "--batch-size", "2", "--input-size", "64", "--head-channels", "8")
+    result = invoke("train", "--data", normal_images_dir, "--out", out, *tiny, *flags)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["train"]["lr"] == lr
+    assert [json.loads(line)["lr"] for line in (out / "train_log.jsonl").read_text().splitlines()] == [lr]
 
 
 def test_calibrate_rejects_an_unknown_method(tiny_run: Path, normal_images_dir: Path) -> None:

@@ -1,12 +1,13 @@
 """The quick-cpu schedule with a weight average or a final learning-rate anneal (training-bottle-cpu.md).
 
 Trains with ``fractalad_edge.train.loop.train`` and the quick-cpu preset's configuration
-(150 x 16, AdamW 1e-3 constant, the bottle defaults) and one change:
+(150 x 16, AdamW constant, the bottle defaults) at ``--lr`` (default 1e-3, the preset's
+learning rate until 2026-12-01; the preset now uses 2e-3) and one change:
 
 - ``--ema DECAY``: also keeps an exponential moving average of the trained parameters
   (decay ramped as ``min(DECAY, (1 + t) / (10 + t))`` after step t) and writes it as a
   second run, ``OUT-ema``, with its own synthetic thresholds. ``OUT`` is the plain run.
-- ``--anneal FRACTION``: the learning rate stays at 1e-3 and then falls linearly to 0 over
+- ``--anneal FRACTION``: the learning rate stays at ``--lr`` and then falls linearly to 0 over
   the last FRACTION of the steps (a warmup-stable-decay schedule without the warmup).
 
     python docs/experiments/scripts/quick_cpu_variants.py --data $DATA/mvtec_ad/bottle --out runs/q-s0 --seed 0 --ema 0.95
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--ema", type=float, default=None, help="weight-average decay (writes OUT-ema too)")
     parser.add_argument("--anneal", type=float, default=None, help="fraction of the steps annealed linearly to lr 0")
+    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate, student and head (the preset's: 2e-3)")
     args = parser.parse_args()
     anneal = args.anneal
 
@@ -55,7 +57,9 @@ def main() -> None:
             start = self.steps * (1 - anneal)
             return self.lr if step < start else self.lr * max(0.0, (self.steps - step) / (self.steps - start))
 
-    config = AnnealedConfig(model=ModelConfig(), synth=SynthConfig(), steps=args.steps, batch_size=16, seed=args.seed)
+    config = AnnealedConfig(
+        model=ModelConfig(), synth=SynthConfig(), steps=args.steps, batch_size=16, lr=args.lr, seed=args.seed
+    )
 
     # The average sees the optimizer's parameters (the student's and the head's, in
     # model.parameters() order) through torch's public optimizer hook; batch-norm
