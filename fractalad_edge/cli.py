@@ -114,9 +114,7 @@ PRESETS: dict[Preset, dict[str, Any]] = {
 def train(
     data: Path = typer.Option(..., "--data", help="MVTec category folder (uses train/good) or a folder of normal images."),
     out: Path = typer.Option(..., "--out", help="Run directory to write (a torch model artifact)."),
-    preset: Preset = typer.Option(
-        Preset.published, help="Schedule preset. --steps, --epochs, --batch-size and --lr override it."
-    ),
+    preset: Preset = typer.Option(Preset.published, help="Schedule preset: steps, batch size, lr; the options override it."),
     steps: Optional[int] = typer.Option(None, help="Optimizer steps."),
     epochs: Optional[float] = typer.Option(None, help="Epochs of 391 samples (the published unit); converted to steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
