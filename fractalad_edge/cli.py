@@ -107,6 +107,7 @@ PRESETS: dict[Preset, dict[str, Any]] = {
     Preset.quick_cpu: {"batch_size": 16, "steps": 150, "lr": 2e-3, "bf16": False, "lr_schedule": "constant"},
     Preset.tiny: {"batch_size": 8, "steps": 60, "lr": 1e-3, "bf16": False, "lr_schedule": "constant"},
 }
+_PRESET_LRS = ", ".join(f"{preset.value} {schedule['lr']:g}" for preset, schedule in PRESETS.items())
 
 
 @app.command()
@@ -118,7 +119,7 @@ def train(
     steps: Optional[int] = typer.Option(None, help="Optimizer steps."),
     epochs: Optional[float] = typer.Option(None, help="Epochs of 391 samples (the published unit); converted to steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    lr: Optional[float] = typer.Option(None, help="AdamW learning rate. Default from preset (1e-3; quick-cpu 2e-3)."),
+    lr: Optional[float] = typer.Option(None, help=f"AdamW learning rate. Default from preset ({_PRESET_LRS})."),
     lr_schedule: Optional[LrSchedule] = typer.Option(
         None, help="constant (the published schedule) or cosine (annealed towards 0 over the run). Default from preset."
     ),
